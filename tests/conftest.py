@@ -1,0 +1,60 @@
+"""Test fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+REF_SCRIPTS = Path(__file__).resolve().parent / "parity" / "ref"
+
+
+def reference_python() -> Path:
+    return Path(os.environ.get("TORTOISE_LAB_REF_PYTHON", REPO / ".venv-ref" / "bin" / "python"))
+
+
+class Reference:
+    """Runs one reference-side script (tests/parity/ref/) in the reference environment and returns its tensors."""
+
+    def __init__(self, python: Path, root: Path):
+        self.python = python
+        self.root = root
+        self._count = 0
+
+    def run(self, script: str, args: dict | None = None, inputs: dict[str, torch.Tensor] | None = None,
+            timeout: float = 1200) -> tuple[dict[str, torch.Tensor], Path]:
+        """Run ``script`` and return (its output tensors, its working folder, where it may have left files)."""
+        from safetensors.torch import load_file, save_file
+
+        self._count += 1
+        work = self.root / f"{self._count:03d}-{Path(script).stem}"
+        work.mkdir(parents=True)
+        (work / "args.json").write_text(json.dumps(args or {}))
+        if inputs:
+            save_file({k: v.detach().contiguous().cpu() for k, v in inputs.items()}, str(work / "inputs.safetensors"))
+        done = subprocess.run(
+            [str(self.python), str(REF_SCRIPTS / script), str(work)],
+            capture_output=True, text=True, timeout=timeout, cwd=str(REF_SCRIPTS),
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"reference script {script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+        outputs_path = work / "outputs.safetensors"
+        outputs = load_file(str(outputs_path)) if outputs_path.exists() else {}
+        return outputs, work
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory) -> Reference:
+    python = reference_python()
+    if not python.exists():
+        pytest.fail(
+            f"The reference environment is missing ({python}); create it with `bash scripts/setup-reference.sh` "
+            "(the README's test command does this for you).",
+            pytrace=False,
+        )
+    return Reference(python, tmp_path_factory.mktemp("reference"))

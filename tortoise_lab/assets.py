@@ -1,0 +1,228 @@
+"""Where data, voices and weights live; fetching and verifying them.
+
+Two kinds of files come from upstream, neither of them committed to this repository:
+
+* **Assets** (``tokenizer.json``, ``mel_norms.pth`` and the built-in voices) ship inside the tortoise-tts 3.0.0
+  source distribution (Apache-2.0). ``fetch_assets`` gets it through pip, checks its pinned sha256 and unpacks
+  those files into ``data_dir() / "assets"``.
+* **Weights** (``autoregressive.pth`` and six more) live on the model hub in upstream's repository;
+  ``download_weights`` fetches them with huggingface_hub (which honours ``HF_HOME``, ``HF_ENDPOINT`` and
+  ``HF_HUB_OFFLINE``), into the hub cache or into a folder of the user's choosing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+__all__ = [
+    "AssetError",
+    "SDIST_NAME",
+    "SDIST_SHA256",
+    "HUB_REPO",
+    "WEIGHT_FILES",
+    "data_dir",
+    "assets_dir",
+    "data_file",
+    "builtin_voices_dir",
+    "fetch_assets",
+    "default_models_dir",
+    "find_weights",
+    "download_weights",
+]
+
+SDIST_NAME = "tortoise-tts-3.0.0.tar.gz"
+SDIST_REQUIREMENT = "tortoise-tts==3.0.0"
+# sha256 of the tortoise-tts 3.0.0 sdist on PyPI; a different archive is refused.
+SDIST_SHA256 = "8684aac23976ffa9813a4ec074b6bff0a348ce82a1923483e57d5d4e27dd21d6"
+# What we take from it, relative to its top folder.
+_SDIST_DATA = ("tortoise/data/tokenizer.json", "tortoise/data/mel_norms.pth")
+_SDIST_VOICES = "tortoise/voices/"
+
+HUB_REPO = "Manmay/tortoise-tts"
+# The official checkpoints: file name -> what it holds.
+WEIGHT_FILES = {
+    "autoregressive.pth": "the autoregressive model (UnifiedVoice)",
+    "diffusion_decoder.pth": "the diffusion decoder",
+    "clvp2.pth": "the CLVP ranking model",
+    "cvvp.pth": "the CVVP ranking model (only for cvvp_amount > 0)",
+    "vocoder.pth": "the UnivNet vocoder",
+    "rlg_auto.pth": "the random-voice latent generator for the autoregressive model",
+    "rlg_diffuser.pth": "the random-voice latent generator for the diffusion decoder",
+}
+
+
+class AssetError(RuntimeError):
+    """An asset or weights file that is missing, damaged, or cannot be fetched."""
+
+
+def data_dir() -> Path:
+    """The data directory: ``$TORTOISE_LAB_HOME``, else the user's cache folder."""
+    env = os.environ.get("TORTOISE_LAB_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("tortoise_lab"))
+
+
+def assets_dir() -> Path:
+    return data_dir() / "assets"
+
+
+def builtin_voices_dir() -> Path:
+    return assets_dir() / "voices"
+
+
+def data_file(name: str, fetch: bool = True) -> Path:
+    """Path of an official asset (``tokenizer.json`` or ``mel_norms.pth``), fetching the assets if needed."""
+    allowed = [Path(p).name for p in _SDIST_DATA]
+    if name not in allowed:
+        raise AssetError(f"Unknown asset {name!r}. Available: {', '.join(allowed)}.")
+    path = assets_dir() / name
+    if not path.exists():
+        if not fetch:
+            raise AssetError(f"{path} is missing; run `tortoise-lab assets` to fetch the official assets.")
+        fetch_assets()
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download_sdist(into: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--disable-pip-version-check", "-q", "-d", str(into), SDIST_REQUIREMENT]
+    done = subprocess.run(command, capture_output=True, text=True)
+    archive = into / SDIST_NAME
+    if done.returncode != 0 or not archive.exists():
+        raise AssetError(
+            f"Could not download {SDIST_REQUIREMENT} from the package index ({done.stderr.strip().splitlines()[-1:] or '?'}); "
+            f"check your network, or pass the archive you have with `tortoise-lab assets --sdist PATH`."
+        )
+    return archive
+
+
+def fetch_assets(sdist: str | Path | None = None, force: bool = False) -> Path:
+    """Unpack the official assets into ``assets_dir()`` and return it.
+
+    ``sdist`` is a local copy of the tortoise-tts 3.0.0 source archive (``$TORTOISE_LAB_SDIST`` otherwise);
+    without one it is downloaded with pip. Its sha256 must equal ``SDIST_SHA256``.
+    """
+    target = assets_dir()
+    if (target / "tokenizer.json").exists() and (target / "mel_norms.pth").exists() and not force:
+        return target
+    sdist = sdist or os.environ.get("TORTOISE_LAB_SDIST")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".assets-") as scratch:
+        scratch = Path(scratch)
+        archive = Path(sdist) if sdist else _download_sdist(scratch)
+        if not archive.is_file():
+            raise AssetError(f"{archive} does not exist; give the path of {SDIST_NAME}.")
+        actual = _sha256(archive)
+        if actual != SDIST_SHA256:
+            raise AssetError(
+                f"{archive} has sha256 {actual}, not the pinned {SDIST_SHA256}; "
+                f"it is not the tortoise-tts 3.0.0 release, download it again."
+            )
+        staged = scratch / "assets"
+        _unpack(archive, staged)
+        if target.exists():
+            shutil.rmtree(target)
+        staged.rename(target)  # atomic on one file system: no half-unpacked assets folder is ever visible
+    return target
+
+
+def _unpack(archive: Path, staged: Path) -> None:
+    (staged / "voices").mkdir(parents=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            if not member.isfile():
+                continue
+            # Strip the archive's top folder ("tortoise-tts-3.0.0/").
+            inner = member.name.split("/", 1)[1] if "/" in member.name else ""
+            if inner in _SDIST_DATA:
+                destination = staged / Path(inner).name
+            elif inner.startswith(_SDIST_VOICES):
+                relative = Path(inner[len(_SDIST_VOICES):])
+                if relative.is_absolute() or ".." in relative.parts:
+                    raise AssetError(f"{archive} holds an unsafe path {member.name!r}; refusing to unpack it.")
+                destination = staged / "voices" / relative
+            else:
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as source, open(destination, "wb") as sink:
+                shutil.copyfileobj(source, sink)
+    missing = [Path(p).name for p in _SDIST_DATA if not (staged / Path(p).name).exists()]
+    if missing:
+        raise AssetError(f"{archive} lacks {', '.join(missing)}; it is not the tortoise-tts 3.0.0 source archive.")
+
+
+# --------------------------------------------------------------------------------------------------- weights
+
+
+def default_models_dir() -> Path | None:
+    """``$TORTOISE_LAB_MODELS_DIR`` if set; otherwise None, meaning the huggingface_hub cache (``$HF_HOME``)."""
+    env = os.environ.get("TORTOISE_LAB_MODELS_DIR")
+    return Path(env).expanduser() if env else None
+
+
+def _check_names(names) -> list[str]:
+    names = list(WEIGHT_FILES) if names is None else list(names)
+    unknown = [n for n in names if n not in WEIGHT_FILES]
+    if unknown:
+        raise AssetError(f"Unknown weights file {unknown[0]!r}. Available: {', '.join(WEIGHT_FILES)}.")
+    return names
+
+
+def find_weights(name: str, models_dir: str | Path | None = None) -> Path | None:
+    """Local path of an official weights file, or None if it has not been downloaded. Never uses the network."""
+    _check_names([name])
+    models_dir = Path(models_dir) if models_dir else default_models_dir()
+    if models_dir is not None:
+        path = models_dir / name
+        return path if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id=HUB_REPO, filename=name)
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def download_weights(names=None, models_dir: str | Path | None = None, progress: bool = True) -> dict[str, Path]:
+    """Fetch official weights from the hub (skipping files already present) and return their paths."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars, logging
+
+    names = _check_names(names)
+    models_dir = Path(models_dir) if models_dir else default_models_dir()
+    (enable_progress_bars if progress else disable_progress_bars)()
+    logging.set_verbosity_error()  # its retry chatter would bury our one-sentence error
+    paths = {}
+    for name in names:
+        try:
+            if models_dir is not None:
+                models_dir.mkdir(parents=True, exist_ok=True)
+                path = huggingface_hub.hf_hub_download(HUB_REPO, name, local_dir=models_dir)
+            else:
+                path = huggingface_hub.hf_hub_download(HUB_REPO, name)
+        except Exception as error:  # the hub raises many types (offline mode, HTTP, DNS, timeouts)
+            where = f"--models-dir {models_dir}" if models_dir else "a folder passed as --models-dir"
+            fix = ("unset HF_HUB_OFFLINE" if constants.HF_HUB_OFFLINE else f"connect to {constants.ENDPOINT}")
+            raise AssetError(
+                f"Could not download {name} from the model hub ({HUB_REPO}, {type(error).__name__}): "
+                f"{fix} and run `tortoise-lab download` again, or copy the official .pth files into {where}."
+            ) from error
+        paths[name] = Path(path)
+    return paths
