@@ -125,9 +125,11 @@ def _fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
         if key.endswith(".weight_g"):
             stem = key[: -len("_g")]
             direction = state[stem + "_v"]
-            # torch's weight norm (dim 0): weight = g * v / ||v||, the norm over every dim but the first.
-            norm = direction.flatten(1).norm(dim=1).view(-1, *([1] * (direction.dim() - 1)))
-            folded[stem] = value * direction / norm
+            # torch's weight norm at its default dim 0, for every layer type (Conv1d, and ConvTranspose1d, whose
+            # dim 0 is the *input* channel): weight = v * g / ||v||, the norm over every dim but the first.
+            # torch's own kernel, so the folded weights equal upstream's remove_weight_norm bit for bit (a
+            # hand-written g * v / norm differs by an ulp, which random-weight UnivNets amplify to ~1e-2).
+            folded[stem] = torch._weight_norm(direction, value, 0)
         else:
             folded[key] = value
     return folded
