@@ -52,8 +52,8 @@ class RelativePositionBias(nn.Module):
         """Bucket index of every (query, key) pair, shape (query_len, key_len)."""
         offset = torch.arange(key_len, device=device)[None, :] - torch.arange(query_len, device=device)[:, None]
         half = self.num_buckets // 2
-        # Keys before the query (offset < 0) use the upper half of the buckets.
-        side = (offset < 0).long() * half
+        # Keys after the query (offset > 0) use the upper half of the buckets.
+        side = (offset > 0).long() * half
         distance = offset.abs()
         exact = half // 2
         log_bucket = exact + (
