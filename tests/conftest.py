@@ -36,7 +36,7 @@ class Reference:
         work.mkdir(parents=True)
         (work / "args.json").write_text(json.dumps(args or {}))
         if inputs:
-            save_file({k: v.detach().contiguous().cpu() for k, v in inputs.items()}, str(work / "inputs.safetensors"))
+            save_file({k: v.detach().cpu().clone().contiguous() for k, v in inputs.items()}, str(work / "inputs.safetensors"))
         done = subprocess.run(
             [str(self.python), str(REF_SCRIPTS / script), str(work)],
             capture_output=True, text=True, timeout=timeout, cwd=str(REF_SCRIPTS),
