@@ -15,7 +15,7 @@ from tortoise_lab.audio import CONDITIONING_SAMPLES, conditioning_mel, diffusion
 from tortoise_lab.models.diffusion import DiffusionDecoder
 from tortoise_lab.models.gpt import UnifiedVoice
 
-__all__ = ["ConditioningLatents", "crop_starts", "conditioning_mels", "conditioning_latents"]
+__all__ = ["ConditioningLatents", "crop_starts", "conditioning_mels", "encode_mels", "conditioning_latents"]
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,17 @@ def conditioning_mels(clips: list[torch.Tensor], starts: list[int]) -> tuple[tor
 
 
 @torch.no_grad()
-def conditioning_latents(clips: list[torch.Tensor], gpt: UnifiedVoice, diffusion: DiffusionDecoder,
-                         generator: torch.Generator | None = None) -> ConditioningLatents:
-    """Encode 22.05 kHz clips ((1, N) each) into the two conditioning latents."""
+def encode_mels(ar_mels: torch.Tensor, diffusion_mels: torch.Tensor, gpt: UnifiedVoice,
+                diffusion: DiffusionDecoder) -> ConditioningLatents:
+    """Both encoders over the mels of ``conditioning_mels``, averaged over clips."""
     device = next(gpt.parameters()).device
-    ar_mels, diffusion_mels = conditioning_mels(clips, crop_starts(clips, generator))
     return ConditioningLatents(
         autoregressive=gpt.conditioning_latent(ar_mels.to(device)),
         diffusion=diffusion.conditioning_embedding(diffusion_mels.to(device)),
     )
+
+
+def conditioning_latents(clips: list[torch.Tensor], gpt: UnifiedVoice, diffusion: DiffusionDecoder,
+                         generator: torch.Generator | None = None) -> ConditioningLatents:
+    """Encode 22.05 kHz clips ((1, N) each) into the two conditioning latents."""
+    return encode_mels(*conditioning_mels(clips, crop_starts(clips, generator)), gpt, diffusion)

@@ -1,0 +1,144 @@
+"""The networks one synthesis uses, built at one size and loaded from the official files or left random.
+
+``official_models`` loads the official checkpoints strictly. CVVP and the random-voice generators are only
+loaded the first time a run needs them. ``random_models`` builds the same stack with random weights (seeded), so
+every command can be tried without weights; what it says is noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from tortoise_lab.assets import WEIGHT_FILES, find_weights
+from tortoise_lab.checkpoints import FORMATS, load_weights
+from tortoise_lab.models.clvp import CLVP, CLVPConfig
+from tortoise_lab.models.cvvp import CVVP, CVVPConfig
+from tortoise_lab.models.diffusion import DiffusionConfig, DiffusionDecoder
+from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
+from tortoise_lab.models.random_latent import RandomLatentConfig, RandomLatentConverter
+from tortoise_lab.models.vocoder import UnivNetGenerator, VocoderConfig
+
+__all__ = ["WeightsMissing", "ModelSet", "official_models", "random_models", "ALWAYS_NEEDED"]
+
+# Files every synthesis needs; CVVP (cvvp_amount > 0) and the random-voice generators come on demand.
+ALWAYS_NEEDED = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth")
+
+
+class WeightsMissing(FileNotFoundError):
+    """Official weights that have not been downloaded."""
+
+
+@dataclass
+class ModelSet:
+    """gpt, diffusion, clvp and vocoder are always there; ``cvvp`` and ``random_latents`` load on first use."""
+
+    size: str
+    description: str  # what the audio comes from, for sidecars and notebooks
+    gpt: UnifiedVoice
+    diffusion: DiffusionDecoder
+    clvp: CLVP
+    vocoder: UnivNetGenerator
+    _cvvp_loader: Callable[[], CVVP] = field(repr=False)
+    _rlg_loader: Callable[[], tuple[RandomLatentConverter, RandomLatentConverter]] = field(repr=False)
+    _cvvp: CVVP | None = field(default=None, repr=False)
+    _rlg: tuple[RandomLatentConverter, RandomLatentConverter] | None = field(default=None, repr=False)
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def cvvp(self) -> CVVP:
+        if self._cvvp is None:
+            self._cvvp = self._cvvp_loader().eval().to(self.device)
+        return self._cvvp
+
+    @property
+    def random_latents(self) -> tuple[RandomLatentConverter, RandomLatentConverter]:
+        """(autoregressive, diffusion) random-latent generators."""
+        if self._rlg is None:
+            self._rlg = tuple(m.eval().to(self.device) for m in self._rlg_loader())
+        return self._rlg
+
+    @property
+    def loaded(self) -> list[str]:
+        names = ["gpt", "diffusion", "clvp", "vocoder"]
+        return names + (["cvvp"] if self._cvvp is not None else []) + (["random_latents"] if self._rlg else [])
+
+    def to(self, device: torch.device) -> "ModelSet":
+        self.device = torch.device(device)
+        for module in (self.gpt, self.diffusion, self.clvp, self.vocoder, self._cvvp, *(self._rlg or ())):
+            if module is not None:
+                module.to(self.device)
+        return self
+
+
+def _eval(module: nn.Module) -> nn.Module:
+    return module.eval().requires_grad_(False)
+
+
+def official_models(models_dir: str | Path | None = None, device: str | torch.device = "cpu",
+                    size: str = "tortoise-v2") -> ModelSet:
+    """Load the official checkpoints (strict keys, weights-only). Raises ``WeightsMissing`` naming what to get.
+
+    ``size`` other than tortoise-v2 loads files of the official names and format saved at that size (tests).
+    """
+    missing = [name for name in ALWAYS_NEEDED if find_weights(name, models_dir) is None]
+    if missing:
+        where = f"--models-dir {models_dir}" if models_dir else "the model-hub cache"
+        raise WeightsMissing(
+            f"The official weights {', '.join(missing)} are not in {where}: run `tortoise-lab download"
+            f"{' --models-dir ' + str(models_dir) if models_dir else ''}` (about 4 GB), or use --tiny to try "
+            f"the pipeline on random weights."
+        )
+
+    def load(module: nn.Module, name: str, fmt: str) -> nn.Module:
+        path = find_weights(name, models_dir)
+        if path is None:
+            raise WeightsMissing(f"{name} ({WEIGHT_FILES[name]}) is not downloaded: run `tortoise-lab download`.")
+        return _eval(load_weights(module, path, FORMATS[fmt]))
+
+    gpt = load(UnifiedVoice(GPTConfig.from_name(size)), "autoregressive.pth", "autoregressive")
+    diffusion = load(DiffusionDecoder(DiffusionConfig.from_name(size)), "diffusion_decoder.pth", "diffusion")
+
+    def rlg() -> tuple[RandomLatentConverter, RandomLatentConverter]:
+        widths = _random_latent_configs(gpt, diffusion)
+        return (load(RandomLatentConverter(widths[0]), "rlg_auto.pth", "rlg_auto"),
+                load(RandomLatentConverter(widths[1]), "rlg_diffuser.pth", "rlg_diffuser"))
+
+    return ModelSet(
+        size=size,
+        description="the official TorToiSe v2 weights" if size == "tortoise-v2" else f"{size} weights from {models_dir}",
+        gpt=gpt,
+        diffusion=diffusion,
+        clvp=load(CLVP(CLVPConfig.from_name(size)), "clvp2.pth", "clvp"),
+        vocoder=load(UnivNetGenerator(VocoderConfig.from_name(size)), "vocoder.pth", "vocoder"),
+        _cvvp_loader=lambda: load(CVVP(CVVPConfig.from_name(size)), "cvvp.pth", "cvvp"),
+        _rlg_loader=rlg,
+    ).to(device)
+
+
+def _random_latent_configs(gpt: UnifiedVoice, diffusion: DiffusionDecoder) -> tuple[RandomLatentConfig, ...]:
+    """The generators' widths follow the latents they stand in for (1024 and 2048 at the official size)."""
+    return RandomLatentConfig(gpt.config.model_dim), RandomLatentConfig(2 * diffusion.config.model_channels)
+
+
+def random_models(size: str = "tiny", seed: int = 0, device: str | torch.device = "cpu") -> ModelSet:
+    """The whole stack at ``size`` with seeded random weights: every command works, the audio is noise."""
+    torch.manual_seed(seed)  # module initialisers draw from the global generator; seed it for repeatable weights
+    gpt = _eval(UnifiedVoice(GPTConfig.from_name(size)))
+    diffusion = _eval(DiffusionDecoder(DiffusionConfig.from_name(size)))
+    rlg = tuple(_eval(RandomLatentConverter(config)) for config in _random_latent_configs(gpt, diffusion))
+    cvvp = _eval(CVVP(CVVPConfig.from_name(size)))
+    return ModelSet(
+        size=size,
+        description=f"random {size} weights (noise, for trying the pipeline)",
+        gpt=gpt,
+        diffusion=diffusion,
+        clvp=_eval(CLVP(CLVPConfig.from_name(size))),
+        vocoder=_eval(UnivNetGenerator(VocoderConfig.from_name(size))),
+        _cvvp_loader=lambda: cvvp,
+        _rlg_loader=lambda: rlg,
+    ).to(device)
