@@ -27,7 +27,7 @@ from tortoise_lab.config import PRESETS, preset_settings
 from tortoise_lab.diffusion_sampler import SAMPLERS, TRAINED_STEPS, sample
 from tortoise_lab.model_set import ModelSet
 from tortoise_lab.sampling import UPSTREAM_FILLER_CODES, generate_codes
-from tortoise_lab.text import Tokenizer, split_text
+from tortoise_lab.text import Tokenizer, clean_text, split_text
 from tortoise_lab.voices import Voice
 
 __all__ = ["Settings", "Speech", "TextToSpeech", "fix_autoregressive_output", "trim_at_calm", "SAMPLE_RATE"]
@@ -217,7 +217,7 @@ class TextToSpeech:
     def text_tokens(self, text: str) -> torch.Tensor:
         """(1, T) token ids with upstream's trailing 0; ValueError if nothing is left or it is too long."""
         ids = self.tokenizer.encode(text)
-        if not ids:
+        if not any(ch.isalnum() for ch in clean_text(text)):
             raise ValueError(f"The text {text!r} has nothing pronounceable in it; give words to speak.")
         limit = self.models.gpt.config.max_text_tokens
         if len(ids) + 1 > limit:

@@ -1,0 +1,139 @@
+"""The synthesis pipeline on tiny random models: determinism, options that must not change the output, stages."""
+
+import pytest
+import torch
+
+from tortoise_lab.diffusion_sampler import SAMPLERS
+from tortoise_lab.model_set import random_models
+from tortoise_lab.pipeline import (CALM_TOKEN, END_CODES, Settings, TextToSpeech, fix_autoregressive_output,
+                                   trim_at_calm)
+from tortoise_lab.voices import Voice
+
+FAST = dict(num_autoregressive_samples=3, max_mel_tokens=16, diffusion_iterations=3)
+
+
+@pytest.fixture(scope="module")
+def tts():
+    return TextToSpeech(random_models("tiny", seed=0), progress=False)
+
+
+@pytest.fixture(scope="module")
+def voice():
+    g = torch.Generator().manual_seed(0)
+    return Voice("synthetic", clips=[0.1 * torch.randn(1, 40_000, generator=g), 0.1 * torch.randn(1, 25_000, generator=g)])
+
+
+def speak(tts, voice, **overrides):
+    return tts.tts("Hello there, friend.", voice=voice, preset="ultra_fast", seed=7, **{**FAST, **overrides})
+
+
+def test_same_seed_same_audio_and_different_seed_differs(tts, voice):
+    a, b = speak(tts, voice), speak(tts, voice)
+    assert torch.equal(a.wav, b.wav) and a.seed == b.seed == 7
+    c = tts.tts("Hello there, friend.", voice=voice, preset="ultra_fast", seed=8, **FAST)
+    assert not torch.equal(a.wav, c.wav)
+
+
+def test_kv_cache_changes_neither_codes_nor_audio(tts, voice):
+    cached, uncached = speak(tts, voice, kv_cache=True), speak(tts, voice, kv_cache=False)
+    assert all(torch.equal(x, y) for x, y in zip(cached.codes, uncached.codes))
+    assert torch.equal(cached.wav, uncached.wav)
+
+
+def test_no_seed_draws_one_and_records_it(tts, voice):
+    speech = tts.tts("Hi.", voice=voice, preset="ultra_fast", **FAST)
+    assert isinstance(speech.seed, int) and speech.metadata()["seed"] == speech.seed
+    again = tts.tts("Hi.", voice=voice, preset="ultra_fast", seed=speech.seed, **FAST)
+    assert torch.equal(again.wav, speech.wav)
+
+
+def test_fewer_samples_than_the_batch_size_works(tts, voice):
+    speech = speak(tts, voice, num_autoregressive_samples=2, batch_size=16)
+    assert speech.scores[0].shape == (2,)
+
+
+def test_batches_that_do_not_divide_the_samples(tts, voice):
+    speech = speak(tts, voice, num_autoregressive_samples=5, batch_size=2)
+    assert speech.scores[0].shape == (5,)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_gives_audio(tts, voice, sampler):
+    speech = speak(tts, voice, sampler=sampler, cond_free=True)
+    assert speech.wav.shape[0] == 1 and speech.wav.shape[1] > 0 and torch.isfinite(speech.wav).all()
+    assert speech.wav.abs().max() <= 1
+
+
+def test_k_candidates_best_first(tts, voice):
+    speech = speak(tts, voice, num_autoregressive_samples=4, candidates=3)
+    assert len(speech.candidates) == 3 and torch.equal(speech.candidates[0], speech.wav)
+    best = torch.topk(speech.scores[0], 3).values
+    assert torch.all(best[:-1] >= best[1:])
+
+
+def test_long_text_is_split_and_joined(tts, voice):
+    text = " ".join(["This is a sentence that goes on for a while."] * 9)  # over 300 characters
+    speech = tts.tts(text, voice=voice, preset="ultra_fast", seed=1, **FAST)
+    assert len(speech.chunks) > 1 and len(speech.codes) == len(speech.chunks)
+    single = [tts.tts(c, voice=voice, preset="ultra_fast", seed=1, **FAST).wav.shape[-1] for c in speech.chunks[:1]]
+    assert speech.wav.shape[-1] > single[0]
+
+
+def test_random_voice_and_cvvp_blend(tts, voice):
+    random_voice = tts.tts("Hi.", voice=Voice("random"), preset="ultra_fast", seed=2, **FAST)
+    assert random_voice.voice == "random" and random_voice.wav.numel() > 0
+    plain, blended = speak(tts, voice), speak(tts, voice, cvvp_amount=0.5)
+    assert not torch.equal(plain.scores[0], blended.scores[0])
+
+
+def test_timings_cover_every_stage(tts, voice):
+    timings = speak(tts, voice).timings
+    assert {"conditioning", "autoregressive", "ranking", "ar_latents", "diffusion_and_vocoder", "total"} <= set(timings)
+
+
+def test_settings_follow_the_preset_and_overrides():
+    settings = Settings.from_preset("standard", temperature=0.5)
+    assert (settings.num_autoregressive_samples, settings.diffusion_iterations, settings.temperature) == (256, 200, 0.5)
+    assert Settings.from_preset("ultra_fast").cond_free is False
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(top_p=2.0), "top_p"), (dict(temperature=0), "temperature"), (dict(sampler="euler"), "Available"),
+    (dict(candidates=5, num_autoregressive_samples=2), "candidates"), (dict(diffusion_iterations=0), "diffusion"),
+    (dict(cvvp_amount=1.5), "cvvp_amount"), (dict(text_split=(300, 200)), "text_split"), (dict(bogus=1), "Unknown"),
+])
+def test_invalid_settings_name_the_problem(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_preset("fast", **overrides)
+
+
+def test_unknown_preset_lists_them():
+    with pytest.raises(ValueError, match="ultra_fast, fast, standard, high_quality"):
+        Settings.from_preset("turbo")
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\u200b"])
+def test_empty_or_unpronounceable_text(tts, voice, text):
+    with pytest.raises(ValueError, match="text"):
+        tts.tts(text, voice=voice, preset="ultra_fast", seed=1, **FAST)
+
+
+def test_text_too_long_for_the_model_says_to_split(tts, voice):
+    with pytest.raises(ValueError, match="split it"):
+        tts.tts("word " * 60, voice=voice, preset="ultra_fast", seed=1, text_split=(1000, 1000), **FAST)
+
+
+def test_fix_up_matches_upstreams_rule():
+    stop = 8193
+    codes = torch.tensor([5, 6, 7, stop, 9, stop, 11, 12, 13, 14])
+    fixed, stopped = fix_autoregressive_output(codes, stop)
+    assert stopped
+    assert fixed.tolist() == [5, 6, 7, CALM_TOKEN, CALM_TOKEN, CALM_TOKEN, CALM_TOKEN, *END_CODES]
+    unchanged, stopped = fix_autoregressive_output(codes[:3], stop)
+    assert not stopped and torch.equal(unchanged, codes[:3])
+
+
+def test_trim_at_calm_cuts_after_a_long_run():
+    codes = torch.tensor([1, 2] + [CALM_TOKEN] * 12 + [3])
+    assert trim_at_calm(codes) == 2 + 8  # the ninth calm code in a row
+    assert trim_at_calm(torch.tensor([CALM_TOKEN] * 8 + [1])) == 9
