@@ -1,0 +1,83 @@
+"""Reference side of tests/parity/test_tts.py: upstream's whole TextToSpeech.tts() on small random models.
+
+args: {"gpt", "diffusion", "clvp", "cvvp", "vocoder": constructor kwargs; "seed": weights seed;
+       "runs": [{"name", "text", "voice": "clips" | "random", "tts_seed", "settings": {...tts kwargs},
+                 "batch_size"}]}
+inputs: clip_0, clip_1, ... (1, N) at 22.05 kHz (each shorter than 6 s)
+writes: official-style .pth files of every model; outputs: <name>_wav and <name>_codes (the chosen
+        candidates' fixed-up codes) per run
+"""
+
+import math
+
+import torch
+from _common import randomize_, read_args, read_inputs, save_state, write_outputs
+from tortoise.api import TextToSpeech
+from tortoise.models.autoregressive import UnifiedVoice
+from tortoise.models.clvp import CLVP
+from tortoise.models.cvvp import CVVP
+from tortoise.models.diffusion_decoder import DiffusionTts
+from tortoise.models.random_latent_generator import RandomLatentConverter
+from tortoise.models.vocoder import UnivNetGenerator
+from tortoise.utils.tokenizer import VoiceBpeTokenizer
+
+args = read_args()
+inputs = read_inputs()
+clips = [inputs[f"clip_{i}"] for i in range(len(inputs))]
+seed = args["seed"]
+
+gpt = randomize_(UnifiedVoice(**args["gpt"], checkpointing=False, train_solo_embeddings=False).eval(), seed)
+diffusion = randomize_(DiffusionTts(**args["diffusion"], dropout=0, use_fp16=False, layer_drop=0,
+                                    unconditioned_percentage=0).eval(), seed + 1)
+clvp = randomize_(CLVP(**args["clvp"], use_xformers=True).eval(), seed + 2)  # api.py builds it so
+cvvp = randomize_(CVVP(**args["cvvp"]).eval(), seed + 3)
+vocoder = randomize_(UnivNetGenerator(**args["vocoder"]), seed + 4)
+with torch.no_grad():  # keep the random vocoder out of its chaotic regime (see ref_vocoder.py)
+    for block in vocoder.res_stack:
+        predictor = block.kernel_predictor
+        scale = 1 / math.sqrt(predictor.conv_in_channels * predictor.conv_kernel_size)
+        predictor.kernel_conv.weight_g.mul_(scale)
+        predictor.kernel_conv.bias.mul_(scale)
+rlg_auto = randomize_(RandomLatentConverter(args["gpt"]["model_dim"]).eval(), seed + 5)
+rlg_diffusion = randomize_(RandomLatentConverter(2 * args["diffusion"]["model_channels"]).eval(), seed + 6)
+
+save_state(gpt, "autoregressive.pth")
+save_state(diffusion, "diffusion_decoder.pth")
+save_state(clvp, "clvp2.pth")
+save_state(cvvp, "cvvp.pth")
+save_state(vocoder, "vocoder.pth", wrap="model_g")
+save_state(rlg_auto, "rlg_auto.pth")
+save_state(rlg_diffusion, "rlg_diffuser.pth")
+
+# TextToSpeech's constructor loads the official-size files; build it by hand around the small models instead.
+vocoder.eval(inference=True)
+gpt.post_init_gpt2_config(kv_cache=False)
+tts = TextToSpeech.__new__(TextToSpeech)
+tts.__dict__.update(
+    models_dir=None, enable_redaction=False, device=torch.device("cpu"), tokenizer=VoiceBpeTokenizer(), half=False,
+    autoregressive=gpt, diffusion=diffusion, clvp=clvp, cvvp=cvvp, vocoder=vocoder, rlg_auto=rlg_auto,
+    rlg_diffusion=rlg_diffusion,
+)
+
+# Record the chosen candidates' codes: they reach the AR model's latent pass as its fourth argument.
+chosen = {}
+plain_forward = gpt.forward
+
+
+def recording_forward(*a, **kw):
+    if kw.get("return_latent"):
+        chosen["codes"] = a[3].clone()
+    return plain_forward(*a, **kw)
+
+
+gpt.forward = recording_forward
+
+outputs = {}
+for run in args["runs"]:
+    tts.autoregressive_batch_size = run["batch_size"]
+    voice = clips if run["voice"] == "clips" else None
+    wav = tts.tts(run["text"], voice_samples=voice, k=1, verbose=False, use_deterministic_seed=run["tts_seed"],
+                  **run["settings"])
+    outputs[f"{run['name']}_wav"] = wav.reshape(1, -1)
+    outputs[f"{run['name']}_codes"] = chosen.pop("codes")
+write_outputs(outputs)
