@@ -39,6 +39,7 @@ class ModelSet:
 
     size: str
     description: str  # what the audio comes from, for sidecars and notebooks
+    fingerprint: str  # identifies the weights (cache keys): file names, sizes and times, or the random seed
     gpt: UnifiedVoice
     diffusion: DiffusionDecoder
     clvp: CLVP
@@ -111,6 +112,7 @@ def official_models(models_dir: str | Path | None = None, device: str | torch.de
     return ModelSet(
         size=size,
         description="the official TorToiSe v2 weights" if size == "tortoise-v2" else f"{size} weights from {models_dir}",
+        fingerprint=_files_fingerprint([find_weights(n, models_dir) for n in ("autoregressive.pth", "diffusion_decoder.pth")]),
         gpt=gpt,
         diffusion=diffusion,
         clvp=load(CLVP(CLVPConfig.from_name(size)), "clvp2.pth", "clvp"),
@@ -118,6 +120,14 @@ def official_models(models_dir: str | Path | None = None, device: str | torch.de
         _cvvp_loader=lambda: load(CVVP(CVVPConfig.from_name(size)), "cvvp.pth", "cvvp"),
         _rlg_loader=rlg,
     ).to(device)
+
+
+def _files_fingerprint(paths: list[Path]) -> str:
+    """Cheap identity of weight files (hashing 2 GB on every run would cost more than the cache saves)."""
+    import hashlib
+
+    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def _random_latent_configs(gpt: UnifiedVoice, diffusion: DiffusionDecoder) -> tuple[RandomLatentConfig, ...]:
@@ -135,6 +145,7 @@ def random_models(size: str = "tiny", seed: int = 0, device: str | torch.device 
     return ModelSet(
         size=size,
         description=f"random {size} weights (noise, for trying the pipeline)",
+        fingerprint=f"random:{size}:{seed}",
         gpt=gpt,
         diffusion=diffusion,
         clvp=_eval(CLVP(CLVPConfig.from_name(size))),

@@ -28,7 +28,7 @@ from tortoise_lab.diffusion_sampler import SAMPLERS, TRAINED_STEPS, sample
 from tortoise_lab.model_set import ModelSet
 from tortoise_lab.sampling import UPSTREAM_FILLER_CODES, generate_codes
 from tortoise_lab.text import Tokenizer, clean_text, split_text
-from tortoise_lab.voices import Voice
+from tortoise_lab.voices import LatentCache, Voice
 
 __all__ = ["Settings", "Speech", "TextToSpeech", "fix_autoregressive_output", "trim_at_calm", "SAMPLE_RATE"]
 
@@ -63,6 +63,7 @@ class Settings:
     batch_size: int | None = None  # AR samples per batch; None: all at once up to 16
     text_split: tuple[int, int] | None = None  # (desired, max) characters per chunk; None: split text over 300
     redact: bool = True  # cut [bracketed] text out of the audio (needs an aligner)
+    latent_cache: bool = True  # reuse a clip voice's conditioning latents saved beside it
     # Inference options: none of them changes the codes or the audio (half on CUDA is the lossy exception).
     kv_cache: bool = True
     half: bool = False
@@ -226,16 +227,38 @@ class TextToSpeech:
         tokens = torch.tensor([ids], dtype=torch.long, device=self.device)
         return F.pad(tokens, (0, 1))  # upstream appends one 0 before the model adds its own stop token
 
-    def voice_latents(self, voice: Voice, generator: torch.Generator) -> tuple[ConditioningLatents, torch.Tensor | None]:
-        """(latents, AR conditioning mels (1, n_clips, 80, T) for CVVP or None)."""
+    def voice_latents(self, voice: Voice, generator: torch.Generator, want_mels: bool = False,
+                      cache: bool = True) -> tuple[ConditioningLatents, torch.Tensor | None]:
+        """(latents, AR conditioning mels (1, n_clips, 80, T) for CVVP when ``want_mels``, else None).
+
+        Clip voices go through the latent cache. Clips longer than the 6 s window are cropped at starts drawn
+        from a generator seeded by the clips themselves (upstream draws them at random): a voice always gives the
+        same latents, and the run's generator is not touched, so caching cannot change the output.
+        """
+        if voice.parts:
+            blended = [(self.voice_latents(part, generator, want_mels, cache), weight) for part, weight in voice.parts]
+            latents = ConditioningLatents(sum(w * l.autoregressive for (l, _), w in blended),
+                                          sum(w * l.diffusion for (l, _), w in blended))
+            mels = [m for (_, m), _ in blended if m is not None]
+            return latents, torch.cat(mels, dim=1) if mels else None
         if voice.latents is not None:
             ar, diffusion = (t.to(self.device) for t in voice.latents)
             return ConditioningLatents(ar.reshape(1, -1), diffusion.reshape(1, -1)), None
         if voice.is_random:
             rlg_ar, rlg_diffusion = self.models.random_latents
             return ConditioningLatents(rlg_ar(1, generator), rlg_diffusion(1, generator)), None
-        ar_mels, diffusion_mels = conditioning_mels(voice.clips, crop_starts(voice.clips, generator))
-        latents = encode_mels(ar_mels, diffusion_mels, self.models.gpt, self.models.diffusion)
+        crops = torch.Generator().manual_seed(int(voice.clip_hash()[:15], 16))
+        starts = crop_starts(voice.clips, crops)
+        store = LatentCache(self.models.fingerprint, enabled=cache)
+        cached = store.load(voice)
+        if cached is not None and not want_mels:
+            return ConditioningLatents(*(t.to(self.device) for t in cached)), None
+        ar_mels, diffusion_mels = conditioning_mels(voice.clips, starts)
+        if cached is not None:
+            latents = ConditioningLatents(*(t.to(self.device) for t in cached))
+        else:
+            latents = encode_mels(ar_mels, diffusion_mels, self.models.gpt, self.models.diffusion)
+            store.store(voice, latents.autoregressive, latents.diffusion)
         return latents, ar_mels.to(self.device)
 
     def sample_codes(self, latents: ConditioningLatents, text_tokens: torch.Tensor, settings: Settings,
@@ -310,7 +333,8 @@ class TextToSpeech:
         started = time.perf_counter()
         with torch.no_grad():
             with timer.stage("conditioning"):
-                latents, ar_mels = self.voice_latents(voice, generator)
+                latents, ar_mels = self.voice_latents(voice, generator, want_mels=settings.cvvp_amount > 0,
+                                                      cache=settings.latent_cache)
             for chunk in tqdm(chunks, desc="chunks", disable=not self.progress or len(chunks) == 1, leave=False):
                 text_tokens = self.text_tokens(chunk)
                 with timer.stage("autoregressive"):

@@ -3,11 +3,20 @@
 Search order: folders given by the caller (``--voices-dir``), the user's voices folder
 (``$TORTOISE_LAB_HOME/voices``), this project's ``voices/``, then the 30 built-in voices from the official
 assets. The first folder that has a voice of that name wins. ``random`` is not a folder: it asks the random-latent
-generators for a new voice. ``a&b`` joins the clips of several voices (or averages their latents).
+generators for a new voice.
+
+Blends: ``a&b`` joins the clips of clip voices (as upstream does: every clip counts once), and averages the latents
+when a latents-file voice takes part. ``a:0.7&b:0.3`` weights each voice's own conditioning latents (weights are
+normalised to sum to 1); clip voices and latents-file voices mix freely.
+
+Conditioning latents of clip voices are cached beside the voice (``<voice>/.latents/<key>.safetensors``), keyed by
+a hash of the clip files and of the model weights, so they are computed once; a changed clip or model gives a new
+key. Loading a voice reads files and writes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,28 +25,56 @@ import torch
 from tortoise_lab.assets import builtin_voices_dir, data_dir
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, load_audio
 
-__all__ = ["RANDOM_VOICE", "AUDIO_SUFFIXES", "LATENT_SUFFIXES", "Voice", "voice_dirs", "available_voices",
-           "load_voice"]
+__all__ = ["RANDOM_VOICE", "AUDIO_SUFFIXES", "LATENT_SUFFIXES", "Voice", "VoiceInfo", "voice_dirs",
+           "available_voices", "describe_voices", "load_voice", "parse_voice_spec", "read_latents_file",
+           "LatentCache"]
 
 RANDOM_VOICE = "random"
 BLEND_SEPARATOR = "&"
+WEIGHT_SEPARATOR = ":"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 LATENT_SUFFIXES = (".pth", ".safetensors")
+CACHE_FOLDER = ".latents"
 PROJECT_VOICES = Path(__file__).resolve().parent.parent / "voices"
 
 
 @dataclass
 class Voice:
-    """What a voice name resolves to: clips (22.05 kHz mono, (1, N) each), saved latents, or nothing (random)."""
+    """What a voice name resolves to: clips (22.05 kHz mono, (1, N) each), saved latents, a weighted blend of
+    other voices, or nothing at all (the random voice)."""
 
     name: str
     clips: list[torch.Tensor] = field(default_factory=list)
     # (autoregressive (1, C_ar), diffusion (1, C_diff)) when the voice is a saved latents file.
     latents: tuple[torch.Tensor, torch.Tensor] | None = None
+    files: list[Path] = field(default_factory=list)  # the clip files, for the latent cache's key
+    folder: Path | None = None  # where the latent cache lives; None: not cached
+    parts: list[tuple["Voice", float]] = field(default_factory=list)  # a blend: (voice, weight), weights sum to 1
 
     @property
     def is_random(self) -> bool:
-        return not self.clips and self.latents is None
+        return not self.clips and self.latents is None and not self.parts
+
+    def clip_hash(self) -> str:
+        """sha256 over the clip files' bytes (or the clips' samples when they did not come from files)."""
+        digest = hashlib.sha256()
+        if self.files:
+            for path in self.files:
+                digest.update(path.name.encode())
+                digest.update(path.read_bytes())
+        else:
+            for clip in self.clips:
+                digest.update(clip.detach().cpu().float().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    name: str
+    folder: Path
+    clips: int
+    seconds: float
+    latents_file: bool
 
 
 def voice_dirs(extra: list[str | Path] | None = None) -> list[Path]:
@@ -48,7 +85,7 @@ def voice_dirs(extra: list[str | Path] | None = None) -> list[Path]:
 
 
 def _voice_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES + LATENT_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES + LATENT_SUFFIXES)
 
 
 def available_voices(extra_dirs: list[str | Path] | None = None) -> dict[str, Path]:
@@ -63,17 +100,37 @@ def available_voices(extra_dirs: list[str | Path] | None = None) -> dict[str, Pa
     return found
 
 
-def _load_latents(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def describe_voices(extra_dirs: list[str | Path] | None = None) -> list[VoiceInfo]:
+    """Name, folder, number of clips and their total length for every available voice (reads headers only)."""
+    import soundfile
+
+    infos = []
+    for name, folder in available_voices(extra_dirs).items():
+        audio = [p for p in _voice_files(folder) if p.suffix.lower() in AUDIO_SUFFIXES]
+        seconds = 0.0
+        for path in audio:
+            try:
+                seconds += soundfile.info(str(path)).duration
+            except Exception:  # an unreadable clip is reported when the voice is loaded
+                pass
+        infos.append(VoiceInfo(name, folder, len(audio), seconds, latents_file=len(audio) < len(_voice_files(folder))))
+    return infos
+
+
+def read_latents_file(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """A saved (autoregressive, diffusion) latents pair: upstream's ``.pth`` (plain tensors only) or safetensors."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(str(path))
+        if not {"autoregressive", "diffusion"} <= set(state):
+            raise ValueError(f"{path} should hold the tensors 'autoregressive' and 'diffusion'.")
         return state["autoregressive"], state["diffusion"]
     try:
         value = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path} is not a plain-tensor latents file ({type(error).__name__}); "
-                         "only weights-only files are loaded, no pickled code runs.") from None
+    except Exception as error:  # UnpicklingError for code in the pickle, others for damaged files
+        raise ValueError(f"{path} is not a plain-tensor latents file ({type(error).__name__}); tortoise_lab only "
+                         "loads weights-only files, so nothing in it was run.") from None
     if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(t, torch.Tensor) for t in value)):
         raise ValueError(f"{path} should hold a pair of tensors (autoregressive, diffusion latents).")
     return value[0], value[1]
@@ -84,30 +141,97 @@ def _load_one(name: str, extra_dirs) -> Voice:
     if name not in voices:
         listed = ", ".join(sorted(voices)) or "none found; run `tortoise-lab assets`"
         raise ValueError(f"Unknown voice {name!r}. Available: {RANDOM_VOICE}, {listed}.")
-    files = _voice_files(voices[name])
-    latent_files = [p for p in files if p.suffix in LATENT_SUFFIXES]
+    folder = voices[name]
+    files = _voice_files(folder)
     audio_files = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
-    if latent_files and not audio_files:
-        return Voice(name, latents=_load_latents(latent_files[0]))
-    return Voice(name, clips=[load_audio(p, INPUT_SAMPLE_RATE) for p in audio_files])
+    if not audio_files:
+        return Voice(name, latents=read_latents_file(files[0]), folder=folder)
+    return Voice(name, clips=[load_audio(p, INPUT_SAMPLE_RATE) for p in audio_files], files=audio_files,
+                 folder=folder)
+
+
+def parse_voice_spec(spec: str) -> list[tuple[str, float | None]]:
+    """``a:0.7&b:0.3`` -> [("a", 0.7), ("b", 0.3)]; ``a&b`` -> [("a", None), ("b", None)]."""
+    parts = []
+    for part in spec.split(BLEND_SEPARATOR):
+        name, _, weight = part.strip().partition(WEIGHT_SEPARATOR)
+        name = name.strip()
+        if not name:
+            raise ValueError(f"Voice {spec!r} has an empty part; write blends as a&b or a:0.7&b:0.3.")
+        if weight:
+            try:
+                value = float(weight)
+            except ValueError:
+                raise ValueError(f"The weight {weight!r} in voice {spec!r} is not a number; write a:0.7&b:0.3.") from None
+            if value <= 0:
+                raise ValueError(f"Voice weights must be positive; {spec!r} has {value}.")
+            parts.append((name, value))
+        else:
+            parts.append((name, None))
+    weighted = [w is not None for _, w in parts]
+    if any(weighted) and not all(weighted):
+        raise ValueError(f"Give every voice in {spec!r} a weight, or none (a:0.7&b:0.3, or a&b).")
+    return parts
 
 
 def load_voice(spec: str, extra_dirs: list[str | Path] | None = None) -> Voice:
-    """Resolve a voice name, ``random``, or a blend ``a&b`` (clips joined, or latents averaged)."""
+    """Resolve a voice name, ``random``, or a blend (see the module docstring)."""
     spec = spec.strip()
     if spec == RANDOM_VOICE:
         return Voice(RANDOM_VOICE)
-    names = [part.strip() for part in spec.split(BLEND_SEPARATOR)]
-    if not all(names):
-        raise ValueError(f"Voice {spec!r} has an empty part; write blends as a&b.")
+    parsed = parse_voice_spec(spec)
+    names = [name for name, _ in parsed]
     if RANDOM_VOICE in names and len(names) > 1:
         raise ValueError("The random voice cannot be blended; pick named voices for a blend.")
-    parts = [_load_one(name, extra_dirs) for name in names]
-    if len(parts) == 1:
-        return parts[0]
-    if all(p.latents is None for p in parts):
-        return Voice(spec, clips=[clip for part in parts for clip in part.clips])
-    if all(p.latents is not None for p in parts):
-        return Voice(spec, latents=(torch.stack([p.latents[0] for p in parts]).mean(0),
-                                    torch.stack([p.latents[1] for p in parts]).mean(0)))
-    raise ValueError(f"Voice {spec!r} mixes clip voices and latent-file voices; blend voices of one kind.")
+    if len(parsed) == 1 and parsed[0][1] is None:
+        return _load_one(names[0], extra_dirs)
+    voices = [_load_one(name, extra_dirs) for name in names]
+    if parsed[0][1] is None and all(v.latents is None for v in voices):
+        # Upstream's a&b: one voice whose clips are all the clips (each clip weighs the same).
+        return Voice(spec, clips=[c for v in voices for c in v.clips], files=[f for v in voices for f in v.files])
+    weights = [w if w is not None else 1.0 for _, w in parsed]
+    total = sum(weights)
+    return Voice(spec, parts=[(voice, weight / total) for voice, weight in zip(voices, weights)])
+
+
+class LatentCache:
+    """Conditioning latents of clip voices, stored beside the voice as safetensors and keyed by clips + model."""
+
+    def __init__(self, model_fingerprint: str, enabled: bool = True):
+        self.model_fingerprint = model_fingerprint
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, voice: Voice) -> Path | None:
+        if not self.enabled or voice.folder is None or not voice.files:
+            return None
+        key = hashlib.sha256(f"{voice.clip_hash()}:{self.model_fingerprint}".encode()).hexdigest()[:32]
+        return voice.folder / CACHE_FOLDER / f"{key}.safetensors"
+
+    def load(self, voice: Voice) -> tuple[torch.Tensor, torch.Tensor] | None:
+        path = self._path(voice)
+        if path is None or not path.exists():
+            if path is not None:
+                self.misses += 1
+            return None
+        self.hits += 1
+        return read_latents_file(path)
+
+    def store(self, voice: Voice, autoregressive: torch.Tensor, diffusion: torch.Tensor) -> Path | None:
+        """Save the latents (atomically); returns the path, or None when caching is off or the folder is read-only."""
+        path = self._path(voice)
+        if path is None:
+            return None
+        from safetensors.torch import save_file
+
+        try:
+            path.parent.mkdir(exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            save_file({"autoregressive": autoregressive.detach().cpu().contiguous(),
+                       "diffusion": diffusion.detach().cpu().contiguous()}, str(partial),
+                      metadata={"voice": voice.name, "model": self.model_fingerprint})
+            partial.replace(path)
+        except OSError:  # a read-only voices folder: run on without the cache
+            return None
+        return path
