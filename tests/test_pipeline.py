@@ -72,8 +72,8 @@ def test_k_candidates_best_first(tts, voice):
 
 
 def test_long_text_is_split_and_joined(tts, voice):
-    text = " ".join(["This is a sentence that goes on for a while."] * 9)  # over 300 characters
-    speech = tts.tts(text, voice=voice, preset="ultra_fast", seed=1, **FAST)
+    text = " ".join(["This is a sentence that goes on."] * 4)
+    speech = tts.tts(text, voice=voice, preset="ultra_fast", seed=1, text_split=(20, 35), **FAST)
     assert len(speech.chunks) > 1 and len(speech.codes) == len(speech.chunks)
     single = [tts.tts(c, voice=voice, preset="ultra_fast", seed=1, **FAST).wav.shape[-1] for c in speech.chunks[:1]]
     assert speech.wav.shape[-1] > single[0]
@@ -120,7 +120,7 @@ def test_empty_or_unpronounceable_text(tts, voice, text):
 
 def test_text_too_long_for_the_model_says_to_split(tts, voice):
     with pytest.raises(ValueError, match="split it"):
-        tts.tts("word " * 60, voice=voice, preset="ultra_fast", seed=1, text_split=(1000, 1000), **FAST)
+        tts.tts("word " * 30, voice=voice, preset="ultra_fast", seed=1, **FAST)
 
 
 def test_fix_up_matches_upstreams_rule():
@@ -137,3 +137,42 @@ def test_trim_at_calm_cuts_after_a_long_run():
     codes = torch.tensor([1, 2] + [CALM_TOKEN] * 12 + [3])
     assert trim_at_calm(codes) == 2 + 8  # the ninth calm code in a row
     assert trim_at_calm(torch.tensor([CALM_TOKEN] * 8 + [1])) == 9
+
+
+def test_speed_options_on_cpu_keep_the_output_and_say_why(tts, voice):
+    baseline = speak(tts, voice)
+    for options in (dict(half=True), dict(deepspeed=True), dict(half=True, deepspeed=True, kv_cache=False)):
+        speech = speak(tts, voice, **options)
+        assert torch.equal(speech.wav, baseline.wav), options
+        if options.get("half"):
+            assert any("half precision" in n.lower() for n in speech.notes)
+        if options.get("deepspeed"):
+            assert any("DeepSpeed inference needs a CUDA GPU" in n for n in speech.notes)
+
+
+@pytest.mark.slow
+def test_compiled_decode_step_keeps_the_output(tts, voice):
+    baseline = speak(tts, voice)
+    compiled = speak(tts, voice, compile=True)
+    assert all(torch.equal(a, b) for a, b in zip(baseline.codes, compiled.codes))
+    assert torch.equal(compiled.wav, baseline.wav)
+
+
+def test_unbalanced_brackets_fail_before_any_work(tts, voice, monkeypatch):
+    monkeypatch.setattr(TextToSpeech, "sample_codes", lambda *a, **k: pytest.fail("sampled anyway"))
+    with pytest.raises(ValueError, match="bracket"):
+        tts.tts("Hello [there.", voice=voice, preset="ultra_fast", seed=1, **FAST)
+
+
+def test_redaction_uses_the_aligner(voice):
+    cut = []
+
+    class FakeAligner:
+        def redact(self, wav, text, sample_rate):
+            cut.append(text)
+            return wav[:, : wav.shape[-1] // 2]
+
+    tts = TextToSpeech(random_models("tiny", seed=0), aligner=FakeAligner(), progress=False)
+    whole = tts.tts("[I am] here.", voice=voice, preset="ultra_fast", seed=1, redact=False, **FAST)
+    redacted = tts.tts("[I am] here.", voice=voice, preset="ultra_fast", seed=1, **FAST)
+    assert cut == ["[I am] here."] and redacted.wav.shape[-1] == whole.wav.shape[-1] // 2

@@ -91,6 +91,15 @@ FORMATS: dict[str, CheckpointFormat] = {
         ),
     ),
     "vocoder": CheckpointFormat(filename="vocoder.pth", nested="model_g", fold_weight_norm=True),
+    # The redaction aligner is a transformers Wav2Vec2ForCTC (the hub's pytorch_model.bin). Files written by
+    # torch before parametrized weight norm name the positional convolution's norm pair weight_g/weight_v.
+    "aligner": CheckpointFormat(
+        filename="pytorch_model.bin",
+        renames=(
+            (r"(.+)\.weight_g", r"\1.parametrizations.weight.original0"),
+            (r"(.+)\.weight_v", r"\1.parametrizations.weight.original1"),
+        ),
+    ),
     "rlg_auto": CheckpointFormat(filename="rlg_auto.pth"),
     "rlg_diffuser": CheckpointFormat(filename="rlg_diffuser.pth"),
 }

@@ -24,9 +24,12 @@ from tortoise_lab import __version__
 from tortoise_lab.audio import OUTPUT_SAMPLE_RATE, denormalize_univnet_mel
 from tortoise_lab.conditioning import ConditioningLatents, conditioning_mels, crop_starts, encode_mels
 from tortoise_lab.config import PRESETS, preset_settings
+from tortoise_lab.device import choose_device
 from tortoise_lab.diffusion_sampler import SAMPLERS, TRAINED_STEPS, sample
+from tortoise_lab.fast import InferenceOptions, PreparedDecoder, autocast_context, prepare_decoder
 from tortoise_lab.model_set import ModelSet
-from tortoise_lab.sampling import UPSTREAM_FILLER_CODES, generate_codes
+from tortoise_lab.redaction import parse_redactions
+from tortoise_lab.sampling import UPSTREAM_FILLER_CODES
 from tortoise_lab.text import Tokenizer, clean_text, split_text
 from tortoise_lab.voices import LatentCache, Voice
 
@@ -40,6 +43,7 @@ CALM_RUN_TO_TRIM = 8  # after more than this many calm codes in a row, the diffu
 UPSTREAM_TOP_K = 50
 TEXT_SPLIT_DESIRED, TEXT_SPLIT_MAX = 200, 300  # upstream read.py's chunk lengths (characters)
 SEED_RANGE = 2**31 - 1
+DEFAULT_BATCH_SIZE = 16  # AR samples decoded together when the batch size is not given
 
 
 @dataclass
@@ -207,7 +211,8 @@ class TextToSpeech:
         self.tokenizer = tokenizer or Tokenizer()
         self.aligner = aligner
         self.progress = progress
-        self._decoders: dict[tuple, object] = {}
+        self._aligner_error: str | None = None
+        self._decoders: dict[InferenceOptions, tuple[PreparedDecoder, list[str]]] = {}
 
     @property
     def device(self) -> torch.device:
@@ -262,20 +267,19 @@ class TextToSpeech:
         return latents, ar_mels.to(self.device)
 
     def sample_codes(self, latents: ConditioningLatents, text_tokens: torch.Tensor, settings: Settings,
-                     generator: torch.Generator, decode_step=None) -> torch.Tensor:
+                     generator: torch.Generator, decoder: PreparedDecoder | None = None) -> torch.Tensor:
         """Draw num_autoregressive_samples code rows, (N, max_mel_tokens), in batches (the last may be smaller)."""
+        decoder = decoder or self._decoder(settings, [])
         total = settings.num_autoregressive_samples
-        batch = min(settings.batch_size or 16, total)
+        batch = min(settings.batch_size or DEFAULT_BATCH_SIZE, total)
         rows = []
-        kwargs = {"decode_step": decode_step} if decode_step is not None else {}
         for start in tqdm(range(0, total, batch), desc="autoregressive", disable=not self.progress, leave=False):
             size = min(batch, total - start)
-            rows.append(generate_codes(
-                self.models.gpt, latents.autoregressive.expand(size, -1), text_tokens.expand(size, -1),
-                settings.max_mel_tokens, kv_cache=settings.kv_cache, greedy=False,
-                temperature=settings.temperature, top_p=settings.top_p, top_k=UPSTREAM_TOP_K,
+            rows.append(decoder.generate(
+                latents.autoregressive.expand(size, -1), text_tokens.expand(size, -1), settings.max_mel_tokens,
+                greedy=False, temperature=settings.temperature, top_p=settings.top_p, top_k=UPSTREAM_TOP_K,
                 repetition_penalty=settings.repetition_penalty, always_penalized=UPSTREAM_FILLER_CODES,
-                generator=generator, **kwargs))
+                generator=generator))
         return torch.cat(rows)
 
     def rank(self, codes: torch.Tensor, text_tokens: torch.Tensor, ar_mels: torch.Tensor | None,
@@ -324,11 +328,18 @@ class TextToSpeech:
         voice = voice or Voice("random")
         if seed is None:
             seed = random.SystemRandom().randrange(SEED_RANGE)
+        if settings.device is not None and choose_device(settings.device) != self.device:
+            self.models.to(choose_device(settings.device))
         generator = torch.Generator(device=self.device).manual_seed(seed)
         timer = _Timer(self.device)
         notes: list[str] = []
-        decode_step = self._decode_step(settings, notes)
+        decoder = self._decoder(settings, notes)
+        def half():  # as upstream: autocast (CUDA only) for the AR model, ranking and the AR latents
+            return autocast_context(self.device, settings.half)
         chunks = self._chunks(text, settings)
+        if settings.redact:  # unbalanced brackets fail now, not after minutes of sampling
+            for piece in [text, *chunks]:
+                parse_redactions(piece)
         chunk_wavs, all_codes, all_scores = [], [], []
         started = time.perf_counter()
         with torch.no_grad():
@@ -338,7 +349,7 @@ class TextToSpeech:
             for chunk in tqdm(chunks, desc="chunks", disable=not self.progress or len(chunks) == 1, leave=False):
                 text_tokens = self.text_tokens(chunk)
                 with timer.stage("autoregressive"):
-                    codes = self.sample_codes(latents, text_tokens, settings, generator, decode_step)
+                    codes = self.sample_codes(latents, text_tokens, settings, generator, decoder)
                 fixed = []
                 for row in codes:
                     row, stopped = fix_autoregressive_output(row, self.models.gpt.config.stop_mel_token)
@@ -347,18 +358,18 @@ class TextToSpeech:
                         notes.append(f"Some samples reached max_mel_tokens ({settings.max_mel_tokens}) without a "
                                      "stop token: the speech may be cut short; split the text or raise max_mel_tokens.")
                 codes = torch.stack(fixed)
-                with timer.stage("ranking"):
-                    scores = self.rank(codes, text_tokens, ar_mels, settings)
+                with timer.stage("ranking"), half():
+                    scores = self.rank(codes, text_tokens, ar_mels, settings).float()
                 best = codes[torch.topk(scores, k=settings.candidates).indices]  # (k, T)
-                with timer.stage("ar_latents"):
+                with timer.stage("ar_latents"), half():
                     k = best.shape[0]
                     ar_latents = self.models.gpt.latents(latents.autoregressive.expand(k, -1),
-                                                         text_tokens.expand(k, -1), best)
+                                                         text_tokens.expand(k, -1), best).float()
                 wavs = []
                 for i in range(k):
                     with timer.stage("diffusion_and_vocoder"):
                         wavs.append(self.decode_audio(best[i], ar_latents[i], latents, settings, generator))
-                if settings.redact and "[" in chunk:
+                if settings.redact and ("[" in chunk or "]" in chunk):
                     with timer.stage("redaction"):
                         wavs = [self._redact(wav, chunk, notes) for wav in wavs]
                 chunk_wavs.append([w.float().cpu() for w in wavs])
@@ -382,30 +393,34 @@ class TextToSpeech:
         chunks = [c for c in split_text(text, desired_length=desired, max_length=maximum) if c.strip()]
         return chunks or [text]
 
-    def _decode_step(self, settings: Settings, notes: list[str]):
-        """The AR decode step for the chosen options (compiled, DeepSpeed), built once per option set."""
-        try:
-            from tortoise_lab import fast
-        except ImportError:  # the fast options module is optional
-            fast = None
-        wants = (settings.half, settings.deepspeed, settings.compile)
-        if fast is None or not any(wants):
-            return None
-        key = (wants, settings.device)
-        if key not in self._decoders:
-            options = fast.InferenceOptions(kv_cache=settings.kv_cache, half=settings.half,
-                                            deepspeed=settings.deepspeed, compile=settings.compile,
-                                            device=settings.device)
-            self._decoders[key] = fast.prepare_decoder(self.models.gpt, options)
-        step, option_notes = self._decoders[key]
+    def _decoder(self, settings: Settings, notes: list[str]) -> PreparedDecoder:
+        """The AR decoder with the chosen speed-ups (KV cache, half, DeepSpeed, compile), built once per option set.
+        Options asked for but not used add a sentence to ``notes``."""
+        options = InferenceOptions(kv_cache=settings.kv_cache, half=settings.half, deepspeed=settings.deepspeed,
+                                   compile=settings.compile, device=str(self.device))
+        if options not in self._decoders:
+            self._decoders[options] = prepare_decoder(self.models.gpt, options)
+        decoder, option_notes = self._decoders[options]
         notes.extend(n for n in option_notes if n not in notes)
-        return step
+        return decoder
 
     def _redact(self, wav: torch.Tensor, text: str, notes: list[str]) -> torch.Tensor:
-        if self.aligner is None:
-            note = "Redaction of [bracketed] text needs the wav2vec2 aligner, which is not loaded; audio kept whole."
+        aligner = self._load_aligner()
+        if aligner is None:
+            note = f"[Bracketed] text was spoken but not cut out: {self._aligner_error}"
             if note not in notes:
                 notes.append(note)
             return wav
-        return self.aligner.redact(wav, text, SAMPLE_RATE)
+        return aligner.redact(wav, text, SAMPLE_RATE)
+
+    def _load_aligner(self):
+        """The wav2vec2 aligner: given at construction, else loaded once on first use (None if it cannot be)."""
+        if self.aligner is None and self._aligner_error is None:
+            from tortoise_lab.redaction import Aligner, AlignerUnavailableError
+
+            try:
+                self.aligner = Aligner.from_pretrained(device=self.device)
+            except AlignerUnavailableError as error:
+                self._aligner_error = str(error)
+        return self.aligner
 

@@ -10,6 +10,8 @@ Randomness is explicit: sampling takes a ``torch.Generator``.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from tortoise_lab.models.gpt import UnifiedVoice
@@ -19,8 +21,12 @@ from tortoise_lab.models.gpt import UnifiedVoice
 # opt-in: pass ``always_penalized=UPSTREAM_FILLER_CODES``.
 UPSTREAM_FILLER_CODES = (1,)
 
-__all__ = ["UPSTREAM_FILLER_CODES", "prefill", "decode_one_token", "next_logits_uncached", "logits_to_probs",
-           "penalize_repeats", "ensure_cache", "generate_codes"]
+# decode_one_token's signature: (model, codes (B, 1), mel_pos (1,), input_pos (1,)) -> logits (B, V).
+# tortoise_lab.fast returns compiled or otherwise wrapped steps of this type.
+DecodeStep = Callable[[UnifiedVoice, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+__all__ = ["UPSTREAM_FILLER_CODES", "DecodeStep", "prefill", "decode_one_token", "next_logits_uncached",
+           "logits_to_probs", "penalize_repeats", "ensure_cache", "generate_codes"]
 
 
 def prefill(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
@@ -105,7 +111,8 @@ def generate_codes(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: 
                    max_mel_tokens: int, *, kv_cache: bool = True, greedy: bool = True,
                    temperature: float = 1.0, top_p: float | None = None, top_k: int | None = None,
                    repetition_penalty: float = 1.0, always_penalized: tuple[int, ...] = (),
-                   generator: torch.Generator | None = None, stop_early: bool = True) -> torch.Tensor:
+                   generator: torch.Generator | None = None, stop_early: bool = True,
+                   decode_step: DecodeStep | None = None) -> torch.Tensor:
     """Decode up to ``max_mel_tokens`` codes per sample; returns (B, max_mel_tokens) long.
 
     cond_latent: (B, C); text_tokens: (B, T) (repeat one prompt to draw several samples). After a sample emits
@@ -116,9 +123,11 @@ def generate_codes(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: 
     ``UPSTREAM_FILLER_CODES`` there to sample exactly as upstream TorToiSe does.
     ``kv_cache`` uses the model's attached static cache when it fits (``setup_caches`` once to reuse one
     across calls, e.g. under torch.compile) and attaches a fitting one otherwise; False recomputes the whole
-    sequence every step (slow; for checks).
+    sequence every step (slow; for checks). ``decode_step`` replaces ``decode_one_token`` for the cached steps
+    (e.g. a compiled one from ``tortoise_lab.fast``); None uses ``decode_one_token``.
     """
     config = model.config
+    step_fn = decode_one_token if decode_step is None else decode_step
     batch = cond_latent.shape[0]
     if text_tokens.shape[0] != batch:
         raise ValueError(f"cond_latent has batch {batch} but text_tokens has {text_tokens.shape[0]}")
@@ -155,7 +164,7 @@ def generate_codes(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: 
             break
         if kv_cache:
             mel_pos = torch.tensor([step + 1], device=device)  # the start token is mel position 0
-            logits = decode_one_token(model, next_code[:, None], mel_pos, mel_pos + prompt_len - 1)
+            logits = step_fn(model, next_code[:, None], mel_pos, mel_pos + prompt_len - 1)
         else:
             logits = next_logits_uncached(model, cond_latent, text_tokens, codes[:, :step + 1])
     return codes

@@ -77,7 +77,7 @@ class GPTConfig:
 # Token ids and vocabulary sizes are the same in every preset, so real tokenizer ids work in tests.
 PRESETS: dict[str, dict] = {
     "tortoise-v2": dict(layers=30, model_dim=1024, heads=16, max_mel_tokens=604, max_text_tokens=402),
-    "tiny": dict(layers=2, model_dim=64, heads=4, max_mel_tokens=60, max_text_tokens=160),
+    "tiny": dict(layers=2, model_dim=64, heads=4, max_mel_tokens=60, max_text_tokens=40),
 }
 
 

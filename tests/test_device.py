@@ -1,0 +1,59 @@
+"""choose_device: the device asked for, checked at the boundary, or the best one present."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tortoise_lab import device as device_module
+from tortoise_lab.device import choose_device
+
+
+def see(monkeypatch, cuda: bool, mps: bool) -> None:
+    """Pretend torch sees (or does not see) a CUDA and an MPS device."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if cuda else 0)
+    monkeypatch.setattr(device_module, "_mps_available", lambda: mps)
+
+
+def test_cpu_is_always_there():
+    assert choose_device("cpu") == torch.device("cpu")
+    assert choose_device(" CPU ") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    see(monkeypatch, cuda, mps)
+    assert choose_device(None) == torch.device(expected)
+    assert choose_device("auto") == torch.device(expected)
+
+
+def test_auto_on_this_machine_is_a_real_device():
+    assert choose_device(None).type in {"cuda", "mps", "cpu"}
+
+
+def test_unknown_names_list_the_choices():
+    for bad in ("gpu", "tpu", "cuda:x", "cpu:0", ""):
+        with pytest.raises(ValueError, match="choose one of auto, cuda, mps, cpu"):
+            choose_device(bad)
+
+
+def test_missing_cuda_says_so_and_suggests_cpu(monkeypatch):
+    see(monkeypatch, cuda=False, mps=False)
+    with pytest.raises(ValueError, match=r"^cuda requested but torch sees no CUDA device; use --device cpu"):
+        choose_device("cuda")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        choose_device("cuda:0")
+
+
+def test_missing_mps_says_so(monkeypatch):
+    see(monkeypatch, cuda=False, mps=False)
+    with pytest.raises(ValueError, match=r"^mps requested but torch sees no Apple MPS device; use --device cpu"):
+        choose_device("mps")
+
+
+def test_cuda_index_is_checked(monkeypatch):
+    see(monkeypatch, cuda=True, mps=False)
+    assert choose_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ValueError, match="only 2 CUDA device"):
+        choose_device("cuda:2")

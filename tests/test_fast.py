@@ -1,0 +1,375 @@
+"""The speed-up wrappers in tortoise_lab.fast: each one changes speed, never the codes, and says when it is not used.
+
+CPU tests run everywhere. Tests marked ``gpu`` need CUDA (and, for DeepSpeed, its inference kernels) and are
+skipped without a CUDA device: they are the only check of DeepSpeed's real kernels and of CUDA graphs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tortoise_lab import sampling
+from tortoise_lab.fast import (DEEPSPEED_NEEDS_CUDA, DeepSpeedDecoder, InferenceOptions, PreparedDecoder,
+                               attach_caches, autocast_context, compile_decode_step, deepspeed_available,
+                               deepspeed_decoder, half_dtype, half_precision_note, prepare_decoder)
+from tortoise_lab.models import gpt as gpt_module
+from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
+from tortoise_lab.sampling import decode_one_token, generate_codes, prefill
+
+MEL_TOKENS = 10
+# Greedy decoding; the repetition penalty keeps tiny random models from repeating one code, so codes vary.
+GREEDY = dict(stop_early=False, repetition_penalty=2.0)
+FP32_TOL = dict(rtol=1e-5, atol=1e-5)
+# DeepSpeed's own kernel tests (tests/unit/ops/transformer/inference/inference_test_utils.py).
+DEEPSPEED_FP32_TOL = dict(rtol=5e-4, atol=5e-5)
+DEEPSPEED_FP16_TOL = dict(rtol=3e-2, atol=2e-3)
+# A mid-size config with the official head size (64), for the GPU tests.
+MID = dict(layers=4, model_dim=512, heads=8, max_mel_tokens=100, max_text_tokens=60)
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none visible to torch)")
+
+
+def seeded(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random, well-scaled weights: matrices std 1/sqrt(fan_in), vectors 1 +- 0.1 (no zero branches)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.copy_(torch.randn(param.shape, generator=generator) / param[0].numel() ** 0.5)
+            else:
+                param.copy_(1 + 0.1 * torch.randn(param.shape, generator=generator))
+    return model.eval()
+
+
+def make_prompt(config: GPTConfig, batch: int = 2, text_len: int = 7, seed: int = 1):
+    generator = torch.Generator().manual_seed(seed)
+    cond_latent = torch.randn(batch, config.model_dim, generator=generator)
+    text_tokens = torch.randint(1, 255, (batch, text_len), generator=generator)
+    return cond_latent, text_tokens
+
+
+@pytest.fixture(scope="module")
+def model() -> UnifiedVoice:
+    return seeded(UnifiedVoice(GPTConfig.from_name("tiny")), seed=1)
+
+
+@pytest.fixture(scope="module")
+def prompt(model):
+    return make_prompt(model.config)
+
+
+@pytest.fixture(scope="module")
+def eager_codes(model, prompt):
+    with torch.no_grad():
+        codes = generate_codes(model, *prompt, MEL_TOKENS, **GREEDY)
+    assert codes.unique().numel() > MEL_TOKENS  # varied codes, and the two rows differ: a meaningful comparison
+    return codes
+
+
+def recording(step, store: list):
+    """A decode step that also keeps a copy of every logits tensor it returns."""
+    def run(*args):
+        logits = step(*args)
+        store.append(logits.detach().float().clone())
+        return logits
+    return run
+
+
+def teacher_forced_logits(decoder, cond_latent, text_tokens, codes) -> torch.Tensor:
+    """Prefill, then feed ``codes`` (B, k) one per step; the logits after each input, (B, k+1, V)."""
+    prompt_len = decoder.prompt_length(text_tokens.shape[1])
+    decoder.setup_caches(codes.shape[0], prompt_len + codes.shape[1])
+    logits = [prefill(decoder, cond_latent, text_tokens)]
+    for k in range(codes.shape[1]):
+        mel_pos = torch.tensor([k + 1], device=codes.device)
+        logits.append(decode_one_token(decoder, codes[:, k:k + 1], mel_pos, mel_pos + prompt_len - 1))
+    return torch.stack(logits, dim=1).float()
+
+
+# --- half precision -----------------------------------------------------------------------------------------
+
+def test_half_precision_is_not_used_on_cpu_and_says_why():
+    assert half_dtype("cpu") is None
+    note = half_precision_note("cpu")
+    assert note.startswith("Half precision is not used on CPU") and "float32" in note and note.count(".") == 1
+    assert half_precision_note("cuda") is None  # used there: nothing to explain
+
+
+def test_cpu_autocast_context_changes_nothing(model, prompt, eager_codes):
+    codes = torch.randint(0, 8192, (2, 5), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        plain = teacher_forced_logits(model, *prompt, codes)
+        with autocast_context("cpu", enabled=True):
+            assert not torch.is_autocast_enabled("cpu")
+            wrapped = teacher_forced_logits(model, *prompt, codes)
+            wrapped_codes = generate_codes(model, *prompt, MEL_TOKENS, **GREEDY)
+    assert torch.equal(plain, wrapped)  # bitwise
+    assert torch.equal(wrapped_codes, eager_codes)
+
+
+def test_autocast_decoding_runs_with_a_cache_in_the_compute_dtype(model, prompt):
+    """The half path's plumbing, exercised on CPU with bfloat16 (which production never uses on CPU).
+
+    Under autocast the keys and values come out in the half dtype; ``PreparedDecoder`` attaches a cache in that
+    dtype so the cache writes accept them. Logits stay within bfloat16's precision of the float32 ones.
+    """
+    decoder = PreparedDecoder(model, decode_one_token, torch.device("cpu"), kv_cache=True,
+                              compute_dtype=torch.bfloat16)
+    codes = decoder.generate(*prompt, MEL_TOKENS, **GREEDY)
+    assert codes.shape == (2, MEL_TOKENS)
+    assert model.gpt.h[0].attn.kv_cache.k_cache.dtype == torch.bfloat16
+
+    steps = torch.randint(0, 8192, (2, 5), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        full = teacher_forced_logits(model, *prompt, steps)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            attach_caches(model, 2, model.prompt_length(prompt[1].shape[1]) + 5, torch.bfloat16)
+            prompt_len = model.prompt_length(prompt[1].shape[1])
+            half = [prefill(model, *prompt)]
+            for k in range(5):
+                mel_pos = torch.tensor([k + 1])
+                half.append(decode_one_token(model, steps[:, k:k + 1], mel_pos, mel_pos + prompt_len - 1))
+    half = torch.stack(half, dim=1).float()
+    torch.testing.assert_close(half, full, rtol=0.05, atol=0.1)
+    model.clear_caches()
+
+
+# --- torch.compile ------------------------------------------------------------------------------------------
+
+def test_compile_returns_a_new_callable_and_rebinds_nothing():
+    compiled = compile_decode_step(decode_one_token, "cpu")  # torch.compile is lazy: nothing is compiled yet
+    assert compiled is not decode_one_token
+    assert sampling.decode_one_token is decode_one_token
+
+
+@pytest.mark.slow  # ~25 s of inductor compilation on 2 CPU cores
+def test_compiled_decode_step_gives_the_eager_codes_and_logits(model, prompt, eager_codes):
+    eager_logits, compiled_logits = [], []
+    compiled = compile_decode_step(decode_one_token, "cpu")
+    with torch.no_grad():
+        eager = generate_codes(model, *prompt, MEL_TOKENS, **GREEDY,
+                               decode_step=recording(decode_one_token, eager_logits))
+        fast = generate_codes(model, *prompt, MEL_TOKENS, **GREEDY,
+                              decode_step=recording(compiled, compiled_logits))
+    assert torch.equal(eager, eager_codes)
+    assert torch.equal(fast, eager)
+    assert len(compiled_logits) == MEL_TOKENS - 1
+    torch.testing.assert_close(torch.stack(compiled_logits), torch.stack(eager_logits), **FP32_TOL)
+
+
+# --- DeepSpeed ----------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU answer; the GPU tests cover CUDA machines")
+def test_deepspeed_is_unavailable_on_cpu_with_the_reason():
+    assert deepspeed_available() == (False, DEEPSPEED_NEEDS_CUDA)
+    assert DEEPSPEED_NEEDS_CUDA == "DeepSpeed inference needs a CUDA GPU; running the PyTorch decoder instead."
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU answer; the GPU tests cover CUDA machines")
+def test_deepspeed_wrapper_refuses_cleanly_on_cpu(model):
+    with pytest.raises(RuntimeError, match="^DeepSpeed inference needs a CUDA GPU"):
+        deepspeed_decoder(model)
+
+
+@pytest.fixture
+def deepspeed_reference_ops(monkeypatch):
+    """Make DeepSpeed's v1 inference layers run on its pure-PyTorch fallback ops, on CPU.
+
+    With no compiled kernel module, every DeepSpeed op binding falls back to its own torch implementation
+    (an AttributeError on the module selects it). Those fallbacks compute the same math as the CUDA kernels,
+    except GELU (exact erf, where the kernels use the tanh form GPT-2 uses), so our side uses exact GELU too.
+    This checks the weight mapping, the layer config and the prompt/step protocol; not the kernels.
+    """
+    from deepspeed.model_implementations.transformers.ds_transformer import DeepSpeedTransformerInference
+    from deepspeed.ops.transformer.inference.ds_attention import DeepSpeedSelfAttention
+    from deepspeed.ops.transformer.inference.op_binding.base import BaseOp
+    from deepspeed.ops.transformer.inference.op_binding.workspace import InferenceContext
+
+    monkeypatch.setattr(BaseOp, "inference_module", types.SimpleNamespace())
+    monkeypatch.setattr(DeepSpeedTransformerInference, "workspace", None)
+    monkeypatch.setattr(DeepSpeedTransformerInference, "layer_id", 0)
+    monkeypatch.setattr(DeepSpeedSelfAttention, "num_layers", 0)
+    monkeypatch.setattr(gpt_module, "gelu_tanh", lambda x: F.gelu(x))
+    yield
+    InferenceContext.Instance().release_workspace()
+
+
+@pytest.mark.parametrize("config", [GPTConfig.from_name("tiny"), GPTConfig(**dict(MID, model_dim=128, heads=2))],
+                         ids=["tiny", "4-layer"])
+def test_deepspeed_layers_reproduce_our_decoder_on_its_reference_ops(deepspeed_reference_ops, config):
+    from deepspeed.model_implementations.transformers.ds_gpt import DeepSpeedGPTInference
+
+    ours = seeded(UnifiedVoice(config), seed=3)
+    decoder = DeepSpeedDecoder(ours, check_available=False)
+    assert sum(isinstance(m, DeepSpeedGPTInference) for m in decoder.modules()) == config.layers
+    cond_latent, text_tokens = make_prompt(config, batch=3)
+    codes = torch.randint(0, 8192, (3, 6), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        expected = teacher_forced_logits(ours, cond_latent, text_tokens, codes)
+        got = teacher_forced_logits(decoder, cond_latent, text_tokens, codes)
+        torch.testing.assert_close(got, expected, **FP32_TOL)
+        ours.clear_caches()
+        assert torch.equal(generate_codes(decoder, cond_latent, text_tokens, MEL_TOKENS, **GREEDY),
+                           generate_codes(ours, cond_latent, text_tokens, MEL_TOKENS, **GREEDY))
+
+
+def test_deepspeed_decoder_guards_its_protocol(deepspeed_reference_ops, model):
+    decoder = DeepSpeedDecoder(model, check_available=False)
+    embeddings = torch.randn(2, 1, model.config.model_dim)
+    with pytest.raises(RuntimeError, match="setup_caches"):
+        decoder.decode(embeddings, torch.tensor([0]))
+    decoder.setup_caches(2, 6)
+    with pytest.raises(RuntimeError, match=r"run the prompt \(prefill\) first"):
+        decoder.decode(embeddings, torch.tensor([0]))
+    with pytest.raises(RuntimeError, match="cached decoding only"):
+        decoder.decode(torch.randn(2, 4, model.config.model_dim))
+    with pytest.raises(ValueError, match="batch 2, got batch 1"):
+        decoder.decode(torch.randn(1, 4, model.config.model_dim), torch.arange(4))
+    with torch.no_grad():
+        decoder.decode(torch.randn(2, 5, model.config.model_dim), torch.arange(5))
+        decoder.decode(embeddings, torch.tensor([5]))
+        with pytest.raises(ValueError, match="holds 6 positions but decoding needs 7"):
+            decoder.decode(embeddings, torch.tensor([6]))
+    DeepSpeedDecoder(model, check_available=False)  # a newer one takes DeepSpeed's process-wide state
+    with pytest.raises(RuntimeError, match="Another DeepSpeed model was built"):
+        decoder.decode(torch.randn(2, 5, model.config.model_dim), torch.arange(5))
+
+
+def test_missing_kernels_for_a_dtype_are_refused_not_silently_replaced(monkeypatch):
+    """DeepSpeed's op bindings quietly use slow PyTorch code when a kernel is missing; we refuse instead."""
+    import deepspeed.ops.op_builder as op_builder
+    from tortoise_lab.fast import _LAYER_KERNELS, _require_kernels
+
+    fp32_only = types.SimpleNamespace(**{f"{name}_fp32": None for name in _LAYER_KERNELS})
+    monkeypatch.setattr(op_builder, "InferenceBuilder", lambda: types.SimpleNamespace(load=lambda: fp32_only))
+    _require_kernels(torch.float32)
+    with pytest.raises(RuntimeError, match="lack bf16 versions of allocate_workspace, qkv_gemm"):
+        _require_kernels(torch.bfloat16)
+
+
+def test_deepspeed_decoder_takes_only_its_kernel_dtypes(model):
+    with pytest.raises(ValueError, match="torch.float32, torch.float16, torch.bfloat16; got torch.float64"):
+        DeepSpeedDecoder(model, torch.float64)
+
+
+# --- prepare_decoder ------------------------------------------------------------------------------------------
+
+FLAG_COMBINATIONS = list(itertools.product([True, False], repeat=3))  # (kv_cache, half, deepspeed)
+
+
+@pytest.mark.parametrize("kv_cache, half, deepspeed", FLAG_COMBINATIONS)
+def test_every_combination_gives_the_same_codes_on_cpu(model, prompt, eager_codes, kv_cache, half, deepspeed):
+    options = InferenceOptions(kv_cache=kv_cache, half=half, deepspeed=deepspeed, device="cpu")
+    decoder, notes = prepare_decoder(model, options)
+    assert torch.equal(decoder.generate(*prompt, MEL_TOKENS, **GREEDY), eager_codes)
+    assert decoder.model is model and decoder.decode_step is decode_one_token
+    assert decoder.used == {"device": "cpu", "kv_cache": kv_cache, "dtype": "float32", "deepspeed": False,
+                            "compile": False}
+    expected_notes = ([half_precision_note("cpu")] if half else []) + ([DEEPSPEED_NEEDS_CUDA] if deepspeed else [])
+    assert notes == expected_notes
+
+
+@pytest.mark.slow  # compiles the decode step (~25 s on 2 CPU cores)
+def test_all_flags_on_cpu_compile_and_say_what_was_not_used(model, prompt, eager_codes):
+    decoder, notes = prepare_decoder(model, InferenceOptions(half=True, deepspeed=True, compile=True, device="cpu"))
+    assert decoder.used["compile"] and decoder.decode_step is not decode_one_token
+    assert notes == [half_precision_note("cpu"), DEEPSPEED_NEEDS_CUDA]
+    assert torch.equal(decoder.generate(*prompt, MEL_TOKENS, **GREEDY), eager_codes)
+
+
+def test_compile_without_the_kv_cache_is_a_note(model):
+    decoder, notes = prepare_decoder(model, InferenceOptions(kv_cache=False, compile=True, device="cpu"))
+    assert decoder.decode_step is decode_one_token and not decoder.used["compile"]
+    assert notes == ["torch.compile applies to the cached decode step; with the KV cache off it is not used."]
+
+
+# --- on a GPU ---------------------------------------------------------------------------------------------------
+
+def _gpu_model(config: GPTConfig) -> UnifiedVoice:
+    return seeded(UnifiedVoice(config), seed=3).cuda()
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_deepspeed_is_available_on_this_gpu():
+    available, reason = deepspeed_available()
+    assert available, reason
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("config", [GPTConfig.from_name("tiny"), GPTConfig(**MID)], ids=["tiny", "mid"])
+def test_deepspeed_kernels_match_our_decoder_in_fp32(config):
+    from deepspeed.model_implementations.transformers.ds_gpt import DeepSpeedGPTInference
+
+    ours = _gpu_model(config)
+    decoder = deepspeed_decoder(ours, torch.float32)
+    assert sum(isinstance(m, DeepSpeedGPTInference) for m in decoder.modules()) == config.layers
+    cond_latent, text_tokens = (t.cuda() for t in make_prompt(config, batch=3))
+    codes = torch.randint(0, 8192, (3, 8), generator=torch.Generator().manual_seed(6)).cuda()
+    with torch.no_grad():
+        expected = teacher_forced_logits(ours, cond_latent, text_tokens, codes)
+        got = teacher_forced_logits(decoder, cond_latent, text_tokens, codes)
+        torch.testing.assert_close(got, expected, **DEEPSPEED_FP32_TOL)
+        ours.clear_caches()
+        assert torch.equal(generate_codes(decoder, cond_latent, text_tokens, MEL_TOKENS, **GREEDY),
+                           generate_codes(ours, cond_latent, text_tokens, MEL_TOKENS, **GREEDY))
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("config", [GPTConfig.from_name("tiny"), GPTConfig(**MID)], ids=["tiny", "mid"])
+def test_deepspeed_kernels_match_our_decoder_in_fp16(config):
+    """fp16 codes may differ (near-ties flip), so logits are compared, at DeepSpeed's fp16 tolerance, with our
+    float32 decoder: only DeepSpeed's blocks run in fp16 (embeddings, norms and head stay float32), so the
+    difference is theirs alone."""
+    ours = _gpu_model(config)
+    decoder = deepspeed_decoder(ours, torch.float16)
+    cond_latent, text_tokens = (t.cuda() for t in make_prompt(config, batch=3))
+    codes = torch.randint(0, 8192, (3, 8), generator=torch.Generator().manual_seed(6)).cuda()
+    with torch.no_grad():
+        expected = teacher_forced_logits(ours, cond_latent, text_tokens, codes)
+        got = teacher_forced_logits(decoder, cond_latent, text_tokens, codes)
+    torch.testing.assert_close(got, expected, **DEEPSPEED_FP16_TOL)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_prepare_decoder_engages_deepspeed_and_half_on_a_gpu():
+    config = GPTConfig.from_name("tiny")
+    ours = _gpu_model(config)
+    decoder, notes = prepare_decoder(ours, InferenceOptions(half=True, deepspeed=True, compile=True, device="cuda"))
+    assert decoder.used["deepspeed"], notes
+    assert isinstance(decoder.model, DeepSpeedDecoder)
+    assert decoder.used["dtype"] in {"bfloat16", "float16"} and decoder.compute_dtype == half_dtype("cuda")
+    assert notes == ["torch.compile is not used with DeepSpeed (its kernels keep state outside the graph); "
+                     "DeepSpeed runs uncompiled."]
+    codes = decoder.generate(*make_prompt(config), MEL_TOKENS, **GREEDY)
+    assert codes.shape == (2, MEL_TOKENS)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_graph_compiled_step_gives_the_eager_codes():
+    config = GPTConfig.from_name("tiny")
+    ours = _gpu_model(config)
+    cond_latent, text_tokens = make_prompt(config)
+    eager, _ = prepare_decoder(ours, InferenceOptions(device="cuda"))
+    fast, notes = prepare_decoder(ours, InferenceOptions(compile=True, device="cuda"))
+    assert notes == [] and fast.used["compile"]
+    expected = eager.generate(cond_latent, text_tokens, MEL_TOKENS, **GREEDY)
+    for _ in range(2):  # the second call replays the recorded graph
+        assert torch.equal(fast.generate(cond_latent, text_tokens, MEL_TOKENS, **GREEDY), expected)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_half_precision_is_used_on_cuda():
+    assert half_dtype("cuda") == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    with autocast_context("cuda", enabled=True):
+        assert torch.is_autocast_enabled("cuda")
