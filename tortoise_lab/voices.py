@@ -95,7 +95,7 @@ def available_voices(extra_dirs: list[str | Path] | None = None) -> dict[str, Pa
         if not folder.is_dir():
             continue
         for voice in sorted(folder.iterdir()):
-            if voice.is_dir() and voice.name not in found and _voice_files(voice):
+            if voice.is_dir() and not voice.name.startswith(".") and voice.name not in found and _voice_files(voice):
                 found[voice.name] = voice
     return found
 

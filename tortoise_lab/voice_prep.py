@@ -1,0 +1,619 @@
+"""Voice preparation: raw recordings of one speaker -> a clean voice folder of short clips, with a report.
+
+``prepare_voice(sources, name, voices_dir)`` reads recordings in any format, rate and channel count that
+libsndfile decodes and writes ``voices_dir/name/01.wav, 02.wav, ...`` (mono, 22.05 kHz, 16-bit) plus
+``prepare-report.md`` and ``prepare-report.json``. Each recording goes through, in order:
+
+1. read (an unreadable file is dropped with libsndfile's reason);
+2. clipping check on the raw samples (flat-topped runs at full scale; see ``ClipPolicy`` below);
+3. mono (channel mean, or the louder channel if the mean cancels), DC removed, resampled to 22.05 kHz;
+4. noise floor measured (RMS of the quietest 10 % of 50 ms frames, dBFS); a silent recording is dropped;
+5. spectral-gating noise reduction (``noisereduce``, stationary, noise profile from the quiet stretches);
+   the noise floor is measured again at the same gain;
+6. speech found by frame energy; silence trimmed at the ends; a take longer than 10 s split at its pauses
+   into clips of 2-10 s (dynamic programming, aiming at 8 s; see ``split_points``);
+7. each clip scaled to the same speech level (-25 dBFS RMS over its speech frames, peak at most -1 dBFS),
+   with 10 ms fades at the cuts.
+
+Raw files are only read. The voice folder appears in one rename, or not at all.
+
+Choices, and why:
+* 22.05 kHz: TorToiSe loads voice clips at 22.05 kHz (``audio.INPUT_SAMPLE_RATE``) for both conditioning
+  paths (the diffusion path resamples from that 22.05 kHz clip to 24 kHz itself), so a clip stored at
+  22.05 kHz is used exactly as written, with no second resampling.
+* -25 dBFS speech RMS: the 70 clips of the 30 built-in voices have a median speech level of -27.3 dBFS
+  (interquartile range -29.1 to -22.6), so prepared voices sound like what the models were shown. Plain
+  RMS over speech frames, not LUFS: for one speaker's short clips the K-weighting and gating of BS.1770
+  change little, and it saves a dependency.
+* Clipping: a recording with more than 0.1 % of its samples in flat runs at full scale is dropped (the
+  distortion is cloned with the voice, and nothing can restore the cut peaks); less is kept with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tortoise_lab.audio import INPUT_SAMPLE_RATE, AudioError, save_audio
+from tortoise_lab.voices import AUDIO_SUFFIXES, BLEND_SEPARATOR, RANDOM_VOICE
+
+__all__ = ["VoiceExistsError", "PrepSettings", "ClipReport", "SourceReport", "PrepReport", "prepare_voice",
+           "prepare_recording", "noise_floor_db", "clipped_fraction", "split_points", "REPORT_STEM",
+           "SOURCE_SUFFIXES"]
+
+REPORT_STEM = "prepare-report"  # prepare-report.md and prepare-report.json inside the voice folder
+# What a folder of sources is searched for: the voice formats plus the other containers libsndfile reads.
+SOURCE_SUFFIXES = tuple(sorted(set(AUDIO_SUFFIXES) | {".aif", ".aiff", ".opus", ".oga", ".w64", ".caf", ".au"}))
+SILENCE_DB = -120.0  # what the level of digital silence is reported as (instead of -inf)
+# Noise reduction: the noise profile is the frames within QUIET_ABOVE_FLOOR_DB of the noise floor, in
+# stretches long enough for two STFT windows; under MIN_NOISE_PROFILE_S of them, the take profiles itself.
+DENOISE_N_FFT = 1024
+QUIET_ABOVE_FLOOR_DB = 6.0
+MIN_NOISE_PROFILE_S = 0.25
+
+
+@dataclass(frozen=True)
+class PrepSettings:
+    """The numbers voice preparation works with. The defaults are the documented choices."""
+
+    sample_rate: int = INPUT_SAMPLE_RATE  # clips are written at the rate TorToiSe reads voices at
+    max_clip_s: float = 10.0  # longer takes are split
+    min_clip_s: float = 2.0  # shorter pieces are merged with a neighbour, or dropped
+    ideal_clip_s: float = 8.0  # what splitting aims at (3-10 clips of 6-10 s make a good voice)
+    speech_level_db: float = -25.0  # RMS over speech frames, dBFS (built-in voices: median -27.3)
+    peak_ceiling_db: float = -1.0  # never scale a clip's peak above this (headroom for the 16-bit file)
+    denoise_strength: float = 0.9  # noisereduce prop_decrease: 1.0 gates noise fully and leaves "musical" noise
+    # Clipping: runs of at least clip_min_run samples at or above clip_level of full scale, each within
+    # clip_flatness of the next (under one 16-bit step: a held rail repeats its value exactly, while the
+    # crest of a full-scale 100 Hz tone at 48 kHz moves 8.5e-5 per sample), count as clipped; above
+    # clip_drop_fraction of all samples the recording is dropped. Dithered or lossy-coded clipping escapes.
+    clip_level: float = 0.98
+    clip_min_run: int = 3
+    clip_flatness: float = 2e-5
+    clip_drop_fraction: float = 1e-3
+    silent_db: float = -50.0  # a recording whose loudest 20 ms frame is below this holds no usable speech
+    frame_s: float = 0.02  # speech detection frames...
+    hop_s: float = 0.01  # ...and their hop
+    floor_frame_s: float = 0.05  # noise floor: RMS of the quietest floor_fraction of these frames
+    floor_fraction: float = 0.1
+    # A frame is speech when it is above both (noise floor + speech_above_floor_db) and (loudest frame -
+    # speech_below_peak_db); gaps shorter than min_pause_s are inside speech, bursts shorter than min_burst_s
+    # are clicks.
+    speech_above_floor_db: float = 10.0
+    speech_below_peak_db: float = 40.0
+    min_pause_s: float = 0.3
+    min_burst_s: float = 0.08
+    level_window_db: float = 20.0  # a clip's level: RMS of its frames within this of its loudest frame
+    edge_pad_s: float = 0.15  # silence kept before and after the speech of each clip
+    fade_s: float = 0.01  # fades at every cut, against clicks
+
+
+@dataclass
+class ClipReport:
+    """One clip written to the voice folder, and where it came from (times in the source, seconds)."""
+
+    file: str
+    start_s: float
+    end_s: float
+    duration_s: float
+    gain_db: float  # the loudness normalisation applied
+    peak_db: float  # after normalisation
+
+
+@dataclass
+class SourceReport:
+    """What became of one raw recording."""
+
+    source: str
+    sha256: str
+    kept: bool = False
+    reason: str = ""  # why it was dropped (empty when kept)
+    format: str = ""  # e.g. "FLAC PCM_16, 48000 Hz, 2 ch, 6.19 s"
+    warnings: list[str] = field(default_factory=list)
+    noise_floor_before_db: float | None = None  # mono, 22.05 kHz, before noise reduction
+    noise_floor_after_db: float | None = None  # the same samples after noise reduction, same gain
+    speech_level_db: float | None = None  # RMS over speech frames, before normalisation
+    clipped_fraction: float | None = None
+    clips: list[ClipReport] = field(default_factory=list)
+    dropped_pieces: list[str] = field(default_factory=list)  # pieces of a long take too short to keep
+
+
+@dataclass
+class PrepReport:
+    """Everything ``prepare_voice`` did; saved as ``prepare-report.md`` and ``.json`` beside the clips."""
+
+    name: str
+    voice_dir: str
+    denoise: bool
+    settings: PrepSettings
+    sources: list[SourceReport]
+    ignored: list[str] = field(default_factory=list)  # files in a source folder without an audio suffix
+
+    @property
+    def clips(self) -> list[ClipReport]:
+        return [clip for source in self.sources for clip in source.clips]
+
+    @property
+    def dropped(self) -> list[SourceReport]:
+        return [source for source in self.sources if not source.kept]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    def to_text(self) -> str:
+        """A few lines for a terminal."""
+        seconds = sum(clip.duration_s for clip in self.clips)
+        lines = [f"Voice {self.name!r}: {len(self.clips)} clips, {seconds:.1f} s, in {self.voice_dir}"]
+        for source in self.sources:
+            name = Path(source.source).name
+            if source.kept:
+                lines.append(f"  kept    {name}: {len(source.clips)} clip(s), noise floor "
+                             f"{_db(source.noise_floor_before_db)} -> {_db(source.noise_floor_after_db)} dBFS")
+            else:
+                lines.append(f"  dropped {name}: {source.reason}")
+            lines += [f"          warning: {warning}" for warning in source.warnings]
+        if self.ignored:
+            lines.append(f"  ignored (not audio files): {', '.join(Path(p).name for p in self.ignored)}")
+        return "\n".join(lines) + "\n"
+
+    def to_markdown(self) -> str:
+        s = self.settings
+        seconds = sum(clip.duration_s for clip in self.clips)
+        out = [f"# Voice preparation: {self.name}", "",
+               f"{len(self.clips)} clips ({seconds:.1f} s) from {len(self.sources) - len(self.dropped)} of "
+               f"{len(self.sources)} recordings; mono {s.sample_rate} Hz 16-bit, speech at "
+               f"{s.speech_level_db:g} dBFS RMS (peak <= {s.peak_ceiling_db:g} dBFS), clips of "
+               f"{s.min_clip_s:g}-{s.max_clip_s:g} s, noise reduction {'on' if self.denoise else 'off'}.", "",
+               "## Clips", "", "| clip | source | from (s) | to (s) | duration (s) | gain (dB) | peak (dBFS) |",
+               "|---|---|---:|---:|---:|---:|---:|"]
+        for source in self.sources:
+            for c in source.clips:
+                out.append(f"| {c.file} | {Path(source.source).name} | {c.start_s:.2f} | {c.end_s:.2f} | "
+                           f"{c.duration_s:.2f} | {c.gain_db:+.1f} | {c.peak_db:.1f} |")
+        out += ["", "## Recordings", "",
+                "| recording | format | result | noise floor before (dBFS) | after (dBFS) | speech (dBFS) | notes |",
+                "|---|---|---|---:|---:|---:|---|"]
+        for src in self.sources:
+            result = f"kept: {len(src.clips)} clip(s)" if src.kept else f"dropped: {src.reason}"
+            notes = "; ".join(src.warnings + [f"dropped piece {p}" for p in src.dropped_pieces])
+            out.append(f"| {Path(src.source).name} | {src.format or '-'} | {_md(result)} | "
+                       f"{_db(src.noise_floor_before_db)} | {_db(src.noise_floor_after_db)} | "
+                       f"{_db(src.speech_level_db)} | {_md(notes) or '-'} |")
+        if self.ignored:
+            out += ["", "Ignored (no audio suffix): " + ", ".join(Path(p).name for p in self.ignored) + "."]
+        out += ["", "Noise floor: RMS of the quietest 10 % of 50 ms frames of the whole recording (mono, "
+                f"{s.sample_rate} Hz), before and after noise reduction at the same gain.", ""]
+        return "\n".join(out)
+
+
+def _db(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+# ------------------------------------------------------------------------------------------- measuring
+
+
+def _to_db(power: np.ndarray | float) -> np.ndarray:
+    return np.maximum(10 * np.log10(np.maximum(power, 1e-30)), SILENCE_DB)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) index ranges where a boolean mask is true."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def _frame_powers(wav: np.ndarray, frame: int, hop: int) -> np.ndarray:
+    """Mean square of each frame: (N,) -> (n_frames,), frames starting at 0, hop, 2 hop... (zero-padded end)."""
+    if len(wav) < frame:
+        wav = np.pad(wav, (0, frame - len(wav)))
+    n_frames = 1 + (len(wav) - frame + hop - 1) // hop
+    wav = np.pad(wav, (0, (n_frames - 1) * hop + frame - len(wav)))
+    frames = np.lib.stride_tricks.sliding_window_view(wav, frame)[::hop]  # (n_frames, frame)
+    return np.mean(np.square(frames, dtype=np.float64), axis=1)
+
+
+def noise_floor_db(wav: np.ndarray, sample_rate: int, settings: PrepSettings = PrepSettings()) -> float:
+    """The noise floor of a mono recording in dBFS: RMS of its quietest ``floor_fraction`` of frames.
+
+    Speech fills most frames of a take, but every take has pauses; the quietest tenth of 50 ms frames is
+    (nearly) pure background, so its RMS is the level of the hiss or hum.
+    """
+    frame = round(settings.floor_frame_s * sample_rate)
+    powers = np.sort(_frame_powers(wav, frame, frame))  # non-overlapping frames
+    quietest = powers[: max(1, round(settings.floor_fraction * len(powers)))]
+    return float(_to_db(quietest.mean()))
+
+
+def clipped_fraction(channels: np.ndarray, settings: PrepSettings = PrepSettings()) -> float:
+    """Fraction of samples in flat-topped runs at full scale: (C, N) raw samples -> [0, 1].
+
+    A run is ``clip_min_run`` or more consecutive samples at or above ``clip_level`` of full scale that stay
+    within ``clip_flatness`` of each other: a converter or a gain stage that ran out of range holds the rail,
+    whereas a rounded crest (speech, or even a full-scale 100 Hz tone at 48 kHz) moves between samples.
+    """
+    clipped = 0
+    for channel in channels.astype(np.float64):
+        at_rail = np.abs(channel) >= settings.clip_level
+        # held[n]: samples n and n+1 are both at the rail and equal (to within clip_flatness).
+        held = at_rail[:-1] & at_rail[1:] & (np.abs(np.diff(channel)) <= settings.clip_flatness)
+        clipped += sum(stop - start + 1 for start, stop in _runs(held) if stop - start + 1 >= settings.clip_min_run)
+    return clipped / channels.size
+
+
+# ------------------------------------------------------------------------------------- signal clean-up
+
+
+def _to_mono(channels: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(C, N) -> (N,) channel mean; if the mean loses over half the level (channels out of phase), the louder
+    channel instead. Returns the warning to report, if any."""
+    if len(channels) == 1:
+        return channels[0], None
+    mean = channels.mean(axis=0)
+    rms = np.sqrt(np.mean(np.square(channels, dtype=np.float64), axis=1))  # (C,)
+    if np.sqrt(np.mean(np.square(mean, dtype=np.float64))) < 0.5 * rms.max():
+        loudest = int(rms.argmax())
+        return channels[loudest], f"channels cancel when mixed (out of phase); used channel {loudest + 1} only"
+    return mean, None
+
+
+def _resample(wav: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target:
+        return wav
+    import torch
+    import torchaudio.functional as AF
+
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), rate, target).numpy()
+
+
+def _quiet_stretches(wav: np.ndarray, sample_rate: int, settings: PrepSettings, min_len: int) -> np.ndarray:
+    """The recording's background only: its runs of quiet frames at least ``min_len`` samples long, joined.
+
+    A noise profile from pauses alone is tighter than one from the whole take (which has speech in it and
+    so sets the gate too high and eats soft consonants). Returns an empty array when the take has no pauses.
+    """
+    hop = round(settings.hop_s * sample_rate)
+    powers_db = _to_db(_frame_powers(wav, round(settings.frame_s * sample_rate), hop))
+    quiet = powers_db <= noise_floor_db(wav, sample_rate, settings) + QUIET_ABOVE_FLOOR_DB
+    pieces = [wav[start * hop:stop * hop] for start, stop in _runs(quiet) if (stop - start) * hop >= min_len]
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=wav.dtype)
+
+
+def _denoise(wav: np.ndarray, sample_rate: int, settings: PrepSettings) -> np.ndarray:
+    """Stationary spectral gating (noisereduce): per frequency, whatever stays under the background's level
+    plus 1.5 standard deviations is attenuated by ``denoise_strength``."""
+    try:
+        import noisereduce
+    except ImportError:
+        raise ImportError("Noise reduction needs noisereduce: pip install 'tortoise-lab[voices]', "
+                          "or pass denoise=False.") from None
+    noise = _quiet_stretches(wav, sample_rate, settings, min_len=2 * DENOISE_N_FFT)
+    if len(noise) < MIN_NOISE_PROFILE_S * sample_rate:
+        noise = None  # noisereduce then takes its statistics from the whole take
+    cleaned = noisereduce.reduce_noise(y=wav, sr=sample_rate, stationary=True, y_noise=noise, n_fft=DENOISE_N_FFT,
+                                       prop_decrease=settings.denoise_strength)
+    return cleaned.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------- speech and splitting
+
+
+def _speech_runs(wav: np.ndarray, sample_rate: int, settings: PrepSettings) -> tuple[list[tuple[int, int]], int]:
+    """Speech as [start, stop) frame ranges separated by pauses of at least ``min_pause_s``; and the hop."""
+    hop = round(settings.hop_s * sample_rate)
+    powers_db = _to_db(_frame_powers(wav, round(settings.frame_s * sample_rate), hop))
+    threshold = max(noise_floor_db(wav, sample_rate, settings) + settings.speech_above_floor_db,
+                    powers_db.max() - settings.speech_below_peak_db)
+    runs = [r for r in _runs(powers_db > threshold) if (r[1] - r[0]) * hop >= settings.min_burst_s * sample_rate]
+    merged: list[tuple[int, int]] = []
+    for start, stop in runs:  # close the gaps between words
+        if merged and (start - merged[-1][1]) * hop < settings.min_pause_s * sample_rate:
+            merged[-1] = (merged[-1][0], stop)
+        else:
+            merged.append((start, stop))
+    return merged, hop
+
+
+def _cut_long_runs(runs: list[tuple[int, int]], powers: np.ndarray, limit: int, shortest: int) -> tuple[
+        list[tuple[int, int]], int]:
+    """Speech with no pause for longer than ``limit`` frames is cut at its quietest frame (kept at least
+    ``shortest`` frames from either end). Returns the runs and how many such forced cuts were made."""
+    out: list[tuple[int, int]] = []
+    forced = 0
+    for start, stop in runs:
+        while stop - start > limit:
+            lo, hi = start + shortest, min(stop - shortest, start + limit)
+            cut = lo + int(np.argmin(powers[lo:hi])) if hi > lo else start + limit
+            out.append((start, cut))
+            start, forced = cut, forced + 1
+        out.append((start, stop))
+    return out, forced
+
+
+def split_points(cost: np.ndarray) -> list[int]:
+    """Best way to group consecutive speech runs into clips (dynamic programming, O(n^2) in the runs).
+
+    ``cost[i, j]`` is the cost of one clip holding runs i..j, ``inf`` where that clip is not allowed; returns
+    the index of the first run of each clip in the grouping of least total cost.
+    """
+    n = cost.shape[0]
+    best = np.full(n + 1, np.inf)  # best[j]: least cost of grouping runs 0..j-1
+    best[0] = 0.0
+    first = np.zeros(n + 1, dtype=int)  # first run of the last clip in that grouping
+    for j in range(1, n + 1):
+        totals = best[:j] + cost[:j, j - 1]
+        first[j] = int(np.argmin(totals))
+        best[j] = totals[first[j]]
+    if not np.isfinite(best[n]):
+        raise AssertionError("every run fits in a clip on its own, so a grouping always exists")
+    starts, j = [], n
+    while j > 0:
+        starts.append(int(first[j]))
+        j = first[j]
+    return starts[::-1]
+
+
+def _plan_clips(runs: list[tuple[int, int]], hop: int, n_samples: int, sample_rate: int,
+                settings: PrepSettings) -> list[tuple[int, int]]:
+    """Group speech runs into clips and return their [start, stop) sample ranges, edge padding included.
+
+    A clip spans runs i..j: it starts ``edge_pad_s`` before run i (or half-way into the pause before it,
+    whichever is later) and ends likewise after run j. Its cost is (duration - ideal)^2, plus a large
+    penalty when it is shorter than ``min_clip_s`` (such clips are allowed only when nothing else fits, and
+    are then dropped); clips longer than ``max_clip_s`` are not allowed. Runs longer than that were already
+    cut at their quietest point.
+    """
+    pad = round(settings.edge_pad_s * sample_rate)
+
+    def bounds(i: int, j: int) -> tuple[int, int]:
+        start, stop = runs[i][0] * hop, runs[j][1] * hop
+        before = runs[i - 1][1] * hop if i > 0 else 0
+        after = runs[j + 1][0] * hop if j + 1 < len(runs) else n_samples
+        return max(start - pad, (before + start) // 2), min(stop + pad, (stop + after) // 2, n_samples)
+
+    n = len(runs)
+    cost = np.full((n, n), np.inf)
+    for i in range(n):
+        for j in range(i, n):
+            start, stop = bounds(i, j)
+            seconds = (stop - start) / sample_rate
+            if seconds > settings.max_clip_s:
+                break
+            cost[i, j] = (seconds - settings.ideal_clip_s) ** 2 + (1e6 if seconds < settings.min_clip_s else 0.0)
+    starts = split_points(cost)
+    ends = starts[1:] + [n]
+    return [bounds(i, j - 1) for i, j in zip(starts, ends)]
+
+
+def _normalise(clip: np.ndarray, sample_rate: int, settings: PrepSettings) -> tuple[np.ndarray, float]:
+    """Scale a clip so its speech frames have RMS ``speech_level_db`` (peak capped); returns (clip, gain_db)."""
+    hop = round(settings.hop_s * sample_rate)
+    powers = _frame_powers(clip, round(settings.frame_s * sample_rate), hop)
+    speech = powers[_to_db(powers) > _to_db(powers.max()) - settings.level_window_db]
+    level_db = float(_to_db(speech.mean()))
+    peak_db = float(_to_db(np.max(np.abs(clip)) ** 2))
+    gain_db = min(settings.speech_level_db - level_db, settings.peak_ceiling_db - peak_db)
+    return clip * np.float32(10 ** (gain_db / 20)), gain_db
+
+
+def _fade(clip: np.ndarray, samples: int) -> np.ndarray:
+    ramp = np.sin(np.linspace(0, np.pi / 2, min(samples, len(clip) // 2), dtype=np.float32)) ** 2
+    clip = clip.copy()
+    clip[: len(ramp)] *= ramp
+    clip[len(clip) - len(ramp):] *= ramp[::-1]
+    return clip
+
+
+# ----------------------------------------------------------------------------------------- one source
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> tuple[np.ndarray, int, str]:
+    """(C, N) float32 samples, sample rate, a one-line description. Raises AudioError for non-audio."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (N, C)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        why = str(error).split(": ", 1)[-1].rstrip(".")  # drop libsndfile's "Error opening '<path>'" prefix
+        raise AudioError(f"unreadable: not audio that libsndfile can decode ({why})") from None
+    description = f"{info.format} {info.subtype}, {rate} Hz, {info.channels} ch, {len(data) / rate:.2f} s"
+    return np.ascontiguousarray(data.T), rate, description
+
+
+def prepare_recording(path: Path, denoise: bool = True, settings: PrepSettings = PrepSettings()) -> tuple[
+        SourceReport, list[np.ndarray]]:
+    """Clean one raw recording: its report (clip file names left empty) and its clips, (N,) float32 each."""
+    report = SourceReport(source=str(path), sha256=_sha256(path))
+    rate_out = settings.sample_rate
+    try:
+        channels, rate, report.format = _read(path)
+    except AudioError as error:
+        report.reason = str(error)
+        return report, []
+    if channels.shape[1] == 0:
+        report.reason = "empty: the file holds no samples"
+        return report, []
+
+    wav, warning = _to_mono(channels)
+    if warning:
+        report.warnings.append(warning)
+    wav = _resample(wav - wav.mean(), rate, rate_out)  # (N',) at the output rate, DC removed
+    report.noise_floor_before_db = round(noise_floor_db(wav, rate_out, settings), 2)
+
+    report.clipped_fraction = round(clipped_fraction(channels, settings), 6)  # on the raw samples
+    if report.clipped_fraction > settings.clip_drop_fraction:
+        report.reason = (f"clipped: {100 * report.clipped_fraction:.2f} % of samples are cut flat at full scale "
+                         f"(over {100 * settings.clip_drop_fraction:g} %); record again with less input gain")
+        return report, []
+    if report.clipped_fraction > 0:
+        report.warnings.append(f"clipped: {100 * report.clipped_fraction:.3f} % of samples are flat at full scale "
+                               f"(at most {100 * settings.clip_drop_fraction:g} % is kept)")
+    loudest_db = float(_to_db(_frame_powers(wav, round(settings.frame_s * rate_out),
+                                            round(settings.hop_s * rate_out)).max()))
+    if loudest_db < settings.silent_db:
+        report.reason = (f"silent: its loudest 20 ms is at {loudest_db:.1f} dBFS, below {settings.silent_db:g} "
+                         "dBFS (a muted or unplugged microphone?)")
+        return report, []
+
+    if denoise:
+        wav = _denoise(wav, rate_out, settings)
+    report.noise_floor_after_db = round(noise_floor_db(wav, rate_out, settings), 2)
+
+    runs, hop = _speech_runs(wav, rate_out, settings)
+    if not runs:
+        report.reason = "silent: no speech stands out from the background"
+        return report, []
+    powers = _frame_powers(wav, round(settings.frame_s * rate_out), hop)
+    speech_frames = np.concatenate([powers[a:b] for a, b in runs])
+    report.speech_level_db = round(float(_to_db(speech_frames.mean())), 2)
+    limit = int((settings.max_clip_s - 2 * settings.edge_pad_s) * rate_out / hop)
+    runs, forced = _cut_long_runs(runs, powers, limit, shortest=int(settings.min_clip_s * rate_out / hop))
+    if forced:
+        report.warnings.append(f"{forced} cut(s) made mid-speech, at the quietest point: no pause was long enough")
+
+    pieces = _plan_clips(runs, hop, len(wav), rate_out, settings)
+    longest_s = max(stop - start for start, stop in pieces) / rate_out
+    if longest_s < settings.min_clip_s:
+        report.reason = (f"too short: {longest_s:.2f} s of speech, a clip needs at least {settings.min_clip_s:g} s")
+        return report, []
+    clips: list[np.ndarray] = []
+    for start, stop in pieces:
+        seconds = (stop - start) / rate_out
+        if seconds < settings.min_clip_s:  # only when no grouping could give it a long enough neighbour
+            report.dropped_pieces.append(f"{start / rate_out:.2f}-{stop / rate_out:.2f} s "
+                                         f"({seconds:.2f} s, under {settings.min_clip_s:g} s)")
+            continue
+        clip, gain_db = _normalise(wav[start:stop], rate_out, settings)
+        clip = _fade(clip, round(settings.fade_s * rate_out))
+        peak_db = float(_to_db(np.max(np.abs(clip)) ** 2))
+        report.clips.append(ClipReport("", round(start / rate_out, 3), round(stop / rate_out, 3),
+                                       round(seconds, 3), round(gain_db, 2), round(peak_db, 2)))
+        clips.append(clip)
+    report.kept = True
+    return report, clips
+
+
+# ------------------------------------------------------------------------------------------ the voice
+
+
+def _check_name(name: str) -> None:
+    if (not name or name != name.strip() or name.startswith(".") or name == RANDOM_VOICE
+            or any(ch in name for ch in f"/\\{BLEND_SEPARATOR}")):
+        raise ValueError(f"Voice name {name!r} is not allowed: use a plain folder name (letters, digits, '-', "
+                         f"'_'), not starting with '.', without '/' or '{BLEND_SEPARATOR}', and not "
+                         f"'{RANDOM_VOICE}'.")
+
+
+def _collect(sources: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Source files to read (folders expanded, one level, sorted) and files skipped for their suffix."""
+    files: list[Path] = []
+    ignored: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            for path in sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")):
+                (files if path.suffix.lower() in SOURCE_SUFFIXES else ignored).append(path)
+        elif source.is_file():
+            files.append(source)  # named explicitly: try it whatever its suffix
+        else:
+            raise ValueError(f"No file or folder at {source}.")
+    return files, ignored
+
+
+def _write_voice(target: Path, clips: list[np.ndarray], report: PrepReport, overwrite: bool) -> None:
+    """Build the voice in a hidden folder beside ``target``, then rename it into place in one step."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.parent / f".{target.name}.preparing-{uuid.uuid4().hex[:12]}"
+    old = target.parent / f".{target.name}.replaced-{uuid.uuid4().hex[:12]}"
+    scratch.mkdir()
+    try:
+        import torch
+
+        for clip, info in zip(clips, report.clips):
+            save_audio(scratch / info.file, torch.from_numpy(clip), report.settings.sample_rate, subtype="PCM_16")
+        (scratch / f"{REPORT_STEM}.md").write_text(report.to_markdown(), encoding="utf-8")
+        (scratch / f"{REPORT_STEM}.json").write_text(report.to_json(), encoding="utf-8")
+        if target.exists():
+            if not overwrite:  # it appeared while we worked
+                raise VoiceExistsError(_exists_message(target))
+            os.rename(target, old)
+        try:
+            os.rename(scratch, target)
+        except BaseException:
+            if old.exists():
+                os.rename(old, target)
+            raise
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class VoiceExistsError(FileExistsError, ValueError):
+    """The voice folder to write already exists (a ValueError too, so a CLI reports it like other bad input)."""
+
+
+def _exists_message(target: Path) -> str:
+    return f"Voice {target.name!r} already exists at {target}; pass overwrite=True (--overwrite) to replace it."
+
+
+def prepare_voice(sources: list[str | Path] | str | Path, name: str, voices_dir: str | Path,
+                  denoise: bool = True, overwrite: bool = False,
+                  settings: PrepSettings | None = None) -> PrepReport:
+    """Turn raw recordings of one speaker into the voice folder ``voices_dir/name/`` and report on it.
+
+    ``sources`` is a file, a folder (its files with audio suffixes, not recursive) or a list of them. Writes
+    clips ``01.wav``, ``02.wav``... (mono, ``settings.sample_rate``, 16-bit) and ``prepare-report.md`` /
+    ``.json``; returns the same report. Raw files are only read.
+
+    Raises ``VoiceExistsError`` (both a ``FileExistsError`` and a ``ValueError``) if the voice exists and
+    ``overwrite`` is false, and ``ValueError`` when there is no audio, the name is not a plain folder name, or
+    nothing usable is left; in every error case nothing is written. ``ImportError`` if ``denoise`` is on and
+    noisereduce is missing.
+    """
+    settings = settings or PrepSettings()
+    _check_name(name)
+    target = Path(voices_dir).expanduser() / name
+    if target.exists() and not overwrite:
+        raise VoiceExistsError(_exists_message(target))
+    paths = [Path(p).expanduser() for p in ([sources] if isinstance(sources, (str, Path)) else sources)]
+    files, ignored = _collect(paths)
+    if not files:
+        raise ValueError(f"No audio files found in {', '.join(map(str, paths)) or 'the empty source list'} "
+                         f"(looked for {', '.join(SOURCE_SUFFIXES)}).")
+
+    reports: list[SourceReport] = []
+    clips: list[np.ndarray] = []
+    for path in files:
+        source_report, source_clips = prepare_recording(path, denoise, settings)
+        reports.append(source_report)
+        clips += source_clips
+    digits = max(2, len(str(len(clips))))
+    for number, info in enumerate((info for r in reports for info in r.clips), start=1):
+        info.file = f"{number:0{digits}d}.wav"
+    report = PrepReport(name=name, voice_dir=str(target), denoise=denoise, settings=settings, sources=reports,
+                        ignored=[str(p) for p in ignored])
+    if not clips:
+        reasons = "; ".join(f"{Path(r.source).name}: {r.reason}" for r in reports)
+        raise ValueError(f"No usable speech in the {len(files)} recording(s), so no voice was written ({reasons}).")
+    _write_voice(target, clips, report, overwrite)
+    return report
