@@ -87,12 +87,13 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     save_audio(target, tone(0.1, OUTPUT_SAMPLE_RATE), OUTPUT_SAMPLE_RATE)
     before = target.read_bytes()
 
-    def write_half_then_fail(file, *args, **kwargs):
-        with open(file, "wb") as handle:
-            handle.write(b"RIFF partial")
+    real_write = soundfile.SoundFile.write
+
+    def write_half_then_fail(self, data):
+        real_write(self, data[: len(data) // 2])  # part of the samples reach the scratch file
         raise OSError("disk full")
 
-    monkeypatch.setattr(soundfile, "write", write_half_then_fail)
+    monkeypatch.setattr(soundfile.SoundFile, "write", write_half_then_fail)
     with pytest.raises(OSError, match="disk full"):
         save_audio(target, tone(1.0, OUTPUT_SAMPLE_RATE), OUTPUT_SAMPLE_RATE)
     assert target.read_bytes() == before  # the old file is untouched ...

@@ -119,7 +119,8 @@ def save_audio(path: str | Path, wav: torch.Tensor, sample_rate: int, subtype: s
     """Write a (1, N) or (N,) waveform to ``path`` atomically: readers never see a half-written file.
 
     The format follows the suffix (``.wav``, ``.flac``, ``.ogg``...). WAV defaults to 32-bit float, which
-    keeps model output bit-exact; pass ``subtype="PCM_16"`` for smaller files.
+    keeps model output bit-exact; pass ``subtype="PCM_16"`` for smaller files. The same samples always give
+    the same bytes.
     """
     import soundfile
 
@@ -139,12 +140,29 @@ def save_audio(path: str | Path, wav: torch.Tensor, sample_rate: int, subtype: s
     # 0600 mode would survive the rename.)
     scratch = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.part"
     try:
-        soundfile.write(str(scratch), data, sample_rate, subtype=subtype, format=fmt)
+        with soundfile.SoundFile(str(scratch), "w", sample_rate, 1, subtype, format=fmt) as handle:
+            if fmt == "WAV":
+                _drop_peak_chunk(handle)
+            handle.write(data)
         os.replace(scratch, path)
     except BaseException:
         scratch.unlink(missing_ok=True)
         raise
     return path
+
+
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile command: whether float WAVs get a PEAK chunk
+
+
+def _drop_peak_chunk(handle) -> None:
+    """libsndfile stamps float WAVs with a PEAK chunk holding the write time, so equal samples would give unequal
+    files; switch it off to keep outputs byte-for-byte reproducible."""
+    import soundfile
+
+    try:
+        soundfile._snd.sf_command(handle._file, _SFC_SET_ADD_PEAK_CHUNK, soundfile._ffi.NULL, 0)
+    except AttributeError:  # a soundfile without these internals: the file keeps its PEAK chunk
+        pass
 
 
 def pad_or_truncate(wav: torch.Tensor, length: int) -> torch.Tensor:
