@@ -1,8 +1,9 @@
 """Diffusion schedules and samplers for the mel decoder: upstream's DDPM, DDIM, and DPM++(2M).
 
 The decoder was trained on a 4000-step linear beta schedule with epsilon prediction and a learned variance
-range. At inference only ``steps`` of those timesteps are kept, evenly spaced (``spaced_timesteps``), and the
-betas are recomputed so the shortened chain has the same cumulative noise levels (``Schedule.spaced``).
+range. At inference only ``steps`` of those timesteps are kept, and the betas are recomputed so the shortened
+chain has the same cumulative noise levels: evenly spaced in t for DDPM and DDIM, as upstream does
+(``Schedule.spaced``), evenly spaced in log-SNR for DPM++(2M) (``Schedule.log_snr_spaced``).
 
 A *denoiser* here is any callable ``denoiser(x, timesteps, conditioning_free) -> (B, 2C, T)``: the first C
 channels predict the noise, the last C the position of the variance between its two bounds. Timesteps are
@@ -61,7 +62,24 @@ class Schedule:
 
     @classmethod
     def spaced(cls, steps: int, trained_steps: int = TRAINED_STEPS) -> "Schedule":
-        keep = spaced_timesteps(trained_steps, steps)
+        """Upstream's choice: timesteps evenly spaced over the trained schedule."""
+        return cls.from_timesteps(spaced_timesteps(trained_steps, steps), trained_steps)
+
+    @classmethod
+    def log_snr_spaced(cls, steps: int, trained_steps: int = TRAINED_STEPS) -> "Schedule":
+        """Timesteps whose log signal-to-noise ratios are evenly spaced, from the noisiest trained step to the
+        cleanest. Solvers of the probability-flow ODE step in log-SNR, so equal steps there spread their error
+        evenly; even spacing in t crowds the steps where little changes."""
+        if not 1 <= steps <= trained_steps:
+            raise ValueError(f"diffusion steps must be between 1 and {trained_steps}, got {steps}")
+        abar = np.cumprod(1.0 - linear_betas(trained_steps))
+        log_snr = np.log(abar / (1 - abar))  # decreasing in t
+        targets = np.linspace(log_snr[-1], log_snr[0], steps)
+        keep = sorted({int(np.argmin(np.abs(log_snr - target))) for target in targets})
+        return cls.from_timesteps(keep, trained_steps)
+
+    @classmethod
+    def from_timesteps(cls, keep: list[int], trained_steps: int = TRAINED_STEPS) -> "Schedule":
         alphas_cumprod = np.cumprod(1.0 - linear_betas(trained_steps))
         kept = alphas_cumprod[keep]
         # New betas that reproduce the kept cumulative products: 1 - abar_i / abar_(i-1).
@@ -180,7 +198,9 @@ def sample(denoiser: Denoiser, noise: torch.Tensor, steps: int, sampler: str = "
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {sampler!r}. Available: {', '.join(SAMPLERS)}.")
-    schedule = Schedule.spaced(steps)
+    # DDPM and DDIM walk upstream's evenly spaced timesteps (DDIM equals upstream's ddim_sample_loop there);
+    # DPM++(2M) takes equal steps in log-SNR, where its second-order updates pay off (tests/test_diffusion_sampler.py).
+    schedule = Schedule.log_snr_spaced(steps) if sampler == "dpm++2m" else Schedule.spaced(steps)
     step_fn = {"ddpm": _ddpm_step, "ddim": _ddim_step, "dpm++2m": _DpmSolver2M()}[sampler]
     if generator is None:
         generator = torch.Generator(device=noise.device).manual_seed(0)
