@@ -269,7 +269,7 @@ def test_every_combination_gives_the_same_codes_on_cpu(model, prompt, eager_code
     assert torch.equal(decoder.generate(*prompt, MEL_TOKENS, **GREEDY), eager_codes)
     assert decoder.model is model and decoder.decode_step is decode_one_token
     assert decoder.used == {"device": "cpu", "kv_cache": kv_cache, "dtype": "float32", "deepspeed": False,
-                            "compile": False}
+                            "compile": False, "int8": False}
     expected_notes = ([half_precision_note("cpu")] if half else []) + ([DEEPSPEED_NEEDS_CUDA] if deepspeed else [])
     assert notes == expected_notes
 
@@ -373,3 +373,20 @@ def test_half_precision_is_used_on_cuda():
     assert half_dtype("cuda") == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     with autocast_context("cuda", enabled=True):
         assert torch.is_autocast_enabled("cuda")
+
+
+def test_int8_copy_is_close_and_leaves_the_original_alone():
+    from tortoise_lab.fast import quantize_int8
+    from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
+
+    torch.manual_seed(0)
+    model = UnifiedVoice(GPTConfig.from_name("tiny")).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    quantized = quantize_int8(model)
+    cond, text, codes = torch.randn(2, 64), torch.randint(1, 200, (2, 7)), torch.randint(0, 8192, (2, 5))
+    with torch.no_grad():
+        exact, approx = model(cond, text, codes).mel, quantized(cond, text, codes).mel
+    assert not torch.equal(exact, approx)  # really quantized
+    assert (exact - approx).abs().max() < 0.05 * exact.abs().max()  # and close
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in quantized.modules())

@@ -176,3 +176,9 @@ def test_redaction_uses_the_aligner(voice):
     whole = tts.tts("[I am] here.", voice=voice, preset="ultra_fast", seed=1, redact=False, **FAST)
     redacted = tts.tts("[I am] here.", voice=voice, preset="ultra_fast", seed=1, **FAST)
     assert cut == ["[I am] here."] and redacted.wav.shape[-1] == whole.wav.shape[-1] // 2
+
+
+def test_int8_on_cpu_runs_and_is_recorded(tts, voice):
+    speech = speak(tts, voice, int8=True)
+    assert speech.wav.numel() > 0 and speech.settings["int8"] is True
+    assert not any("int8" in n for n in speech.notes)  # it is used on CPU, so nothing to explain

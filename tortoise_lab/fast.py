@@ -26,7 +26,7 @@ from tortoise_lab.sampling import DecodeStep, decode_one_token, generate_codes
 
 __all__ = ["InferenceOptions", "PreparedDecoder", "prepare_decoder", "compile_decode_step", "half_dtype",
            "half_precision_note", "autocast_context", "deepspeed_available", "deepspeed_decoder",
-           "DeepSpeedDecoder", "attach_caches", "DEEPSPEED_NEEDS_CUDA"]
+           "DeepSpeedDecoder", "attach_caches", "quantize_int8", "DEEPSPEED_NEEDS_CUDA"]
 
 DEEPSPEED_NEEDS_CUDA = "DeepSpeed inference needs a CUDA GPU; running the PyTorch decoder instead."
 _PYTORCH_INSTEAD = "running the PyTorch decoder instead."
@@ -348,12 +348,50 @@ def deepspeed_decoder(model: UnifiedVoice, dtype: torch.dtype = torch.float32) -
 
 # --- all of them, in one place ----------------------------------------------------------------------------------
 
+# --- int8 on CPU ---------------------------------------------------------------------------------------------
+
+INT8_CPU_ONLY = "int8 quantization uses CPU kernels; on {device} the model runs unquantized."
+
+
+def quantize_int8(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` whose linear layers compute in int8 (dynamic quantization: int8 weights, activations
+    quantized per batch). On CPU it makes the AR decoder's matrix products several times faster; it is lossy, so
+    the output changes (measured by the benchmark). Uses torch.ao's eager dynamic quantization, deprecated upstream
+    but present in the torch release this project pins.
+    """
+    import copy
+    import warnings
+
+    quantized = copy.deepcopy(module).cpu().eval()
+    _to_torch_linear(quantized)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*")
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated.*")
+        return torch.ao.quantization.quantize_dynamic(quantized, {nn.Linear}, dtype=torch.qint8)
+
+
+def _to_torch_linear(module: nn.Module) -> None:
+    """Replace GPT-2-layout linears ([in, out] weights) by nn.Linear ([out, in]) in place, so quantization sees them."""
+    from tortoise_lab.models.gpt import InOutLinear
+
+    for name, child in module.named_children():
+        if isinstance(child, InOutLinear):
+            linear = nn.Linear(*child.weight.shape)
+            linear.weight.data = child.weight.data.t().contiguous()
+            linear.bias.data = child.bias.data.clone()
+            setattr(module, name, linear)
+        else:
+            _to_torch_linear(child)
+
+
 @dataclass(frozen=True)
 class InferenceOptions:
     kv_cache: bool = True  # reuse keys and values across steps; off recomputes everything (for checks)
     half: bool = False  # autocast to bf16/fp16 on CUDA (see half_dtype); fp32 elsewhere
     deepspeed: bool = False  # DeepSpeed's fused transformer kernels (CUDA only)
     compile: bool = False  # torch.compile the decode step (ignored with DeepSpeed or without the KV cache)
+    int8: bool = False  # int8 dynamic quantization of the decoder's linear layers (CPU only; lossy)
     device: str | None = None  # "cuda", "mps", "cpu", or None for the best available
 
 
@@ -387,7 +425,7 @@ class PreparedDecoder:
             # number of compiled graphs small (8 at most for the official sizes) without a cache sized for the
             # longest possible utterance every time.
             slots = -(-slots // COMPILED_CACHE_BUCKET) * COMPILED_CACHE_BUCKET
-        dtype = self.compute_dtype or self.model.mel_head.weight.dtype
+        dtype = self.compute_dtype or self.model.final_norm.weight.dtype  # (quantized linears hold no float weight)
         attach_caches(self.model, batch, slots, dtype)
 
 
@@ -418,6 +456,13 @@ def prepare_decoder(model: UnifiedVoice, options: InferenceOptions) -> tuple[Pre
         notes.append(half_precision_note(device))
 
     decoder: UnifiedVoice | DeepSpeedDecoder = model
+    use_int8 = False
+    if options.int8:
+        if device.type == "cpu":
+            decoder = quantize_int8(model)
+            use_int8 = True
+        else:
+            notes.append(INT8_CPU_ONLY.format(device=device.type))
     use_deepspeed = False
     if options.deepspeed:
         reason = _deepspeed_refusal(device, options.kv_cache)
@@ -435,6 +480,8 @@ def prepare_decoder(model: UnifiedVoice, options: InferenceOptions) -> tuple[Pre
     if options.compile:
         if not options.kv_cache:
             notes.append("torch.compile applies to the cached decode step; with the KV cache off it is not used.")
+        elif use_int8:
+            notes.append("torch.compile is not used with int8 quantization (its quantized kernels run eagerly).")
         elif use_deepspeed:
             notes.append("torch.compile is not used with DeepSpeed (its kernels keep state outside the graph); "
                          "DeepSpeed runs uncompiled.")
@@ -444,5 +491,5 @@ def prepare_decoder(model: UnifiedVoice, options: InferenceOptions) -> tuple[Pre
 
     used = {"device": str(device), "kv_cache": options.kv_cache,
             "dtype": str(compute_dtype or torch.float32).removeprefix("torch."),
-            "deepspeed": use_deepspeed, "compile": compiled}
+            "deepspeed": use_deepspeed, "compile": compiled, "int8": use_int8}
     return PreparedDecoder(decoder, decode_step, device, options.kv_cache, compute_dtype, compiled, used), notes

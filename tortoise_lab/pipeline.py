@@ -26,7 +26,7 @@ from tortoise_lab.conditioning import ConditioningLatents, conditioning_mels, cr
 from tortoise_lab.config import PRESETS, preset_settings
 from tortoise_lab.device import choose_device
 from tortoise_lab.diffusion_sampler import SAMPLERS, TRAINED_STEPS, sample
-from tortoise_lab.fast import InferenceOptions, PreparedDecoder, autocast_context, prepare_decoder
+from tortoise_lab.fast import InferenceOptions, PreparedDecoder, autocast_context, prepare_decoder, quantize_int8
 from tortoise_lab.model_set import ModelSet
 from tortoise_lab.redaction import parse_redactions
 from tortoise_lab.sampling import UPSTREAM_FILLER_CODES
@@ -73,6 +73,7 @@ class Settings:
     half: bool = False
     deepspeed: bool = False
     compile: bool = False
+    int8: bool = False  # int8 AR decoder and CLVP on CPU: several times faster, lossy (the output changes)
     device: str | None = None
 
     @classmethod
@@ -212,6 +213,7 @@ class TextToSpeech:
         self.aligner = aligner
         self.progress = progress
         self._aligner_error: str | None = None
+        self._quantized_clvp = None
         self._decoders: dict[InferenceOptions, tuple[PreparedDecoder, list[str]]] = {}
 
     @property
@@ -285,7 +287,7 @@ class TextToSpeech:
     def rank(self, codes: torch.Tensor, text_tokens: torch.Tensor, ar_mels: torch.Tensor | None,
              settings: Settings) -> torch.Tensor:
         """(N,) scores: CLVP, blended with CVVP by cvvp_amount when the voice has clips."""
-        clvp = self.models.clvp
+        clvp = self._int8_clvp() if settings.int8 and self.device.type == "cpu" else self.models.clvp
         text_latent = clvp.embed_text(text_tokens)  # the text is the same for every candidate: encode it once
         # Random weights can sample codes past CLVP's vocabulary (a trained model never does); score them as silence.
         scorable = torch.where(codes < clvp.speech_emb.num_embeddings, codes, torch.full_like(codes, CALM_TOKEN))
@@ -393,11 +395,16 @@ class TextToSpeech:
         chunks = [c for c in split_text(text, desired_length=desired, max_length=maximum) if c.strip()]
         return chunks or [text]
 
+    def _int8_clvp(self):
+        if self._quantized_clvp is None:
+            self._quantized_clvp = quantize_int8(self.models.clvp)
+        return self._quantized_clvp
+
     def _decoder(self, settings: Settings, notes: list[str]) -> PreparedDecoder:
         """The AR decoder with the chosen speed-ups (KV cache, half, DeepSpeed, compile), built once per option set.
         Options asked for but not used add a sentence to ``notes``."""
         options = InferenceOptions(kv_cache=settings.kv_cache, half=settings.half, deepspeed=settings.deepspeed,
-                                   compile=settings.compile, device=str(self.device))
+                                   compile=settings.compile, int8=settings.int8, device=str(self.device))
         if options not in self._decoders:
             self._decoders[options] = prepare_decoder(self.models.gpt, options)
         decoder, option_notes = self._decoders[options]
