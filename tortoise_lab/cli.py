@@ -131,11 +131,9 @@ def missing_weights(models_dir: str | None, names) -> list[str]:
 
 
 def _list_voices(args: argparse.Namespace) -> int:
-    from tortoise_lab.voices import RANDOM_VOICE, available_voices
+    from tortoise_lab.cli_voices import format_voice_table
 
-    print(f"{RANDOM_VOICE}\t(a new voice from the random-latent generators)")
-    for name, folder in sorted(available_voices(args.voices_dir).items()):
-        print(f"{name}\t{folder}")
+    print(format_voice_table(args.voices_dir))
     return 0
 
 
@@ -686,6 +684,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--sdist", type=Path, default=None, help="use this local tortoise-tts-3.0.0.tar.gz")
     fetch.add_argument("--force", action="store_true", help="unpack again even if the assets are present")
     fetch.set_defaults(run=cmd_assets)
+
+    from tortoise_lab.cli_voices import add_voices_parser
+
+    add_voices_parser(verbs)
     return parser
 
 

@@ -1,0 +1,107 @@
+"""``tortoise-lab voices``: list voices, prepare a voice from raw recordings, and search seeds for a voice."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tortoise_lab.assets import data_dir
+
+DEFAULT_MATCH_DIR = "output-audio-samples/seed-search"
+
+
+def user_voices_dir() -> Path:
+    """Where `voices prepare` puts new voices by default (searched by every command)."""
+    return data_dir() / "voices"
+
+
+def format_voice_table(extra_dirs) -> str:
+    from tortoise_lab.voices import RANDOM_VOICE, describe_voices
+
+    rows = [(RANDOM_VOICE, "-", "-", "(a new voice from the random-latent generators)")]
+    for info in sorted(describe_voices(extra_dirs), key=lambda v: v.name):
+        clips = "latents" if info.latents_file and not info.clips else str(info.clips)
+        rows.append((info.name, clips, f"{info.seconds:.1f}", str(info.folder)))
+    widths = [max(len(row[i]) for row in rows + [("voice", "clips", "seconds", "folder")]) for i in range(3)]
+    lines = [f"{'voice':<{widths[0]}}  {'clips':>{widths[1]}}  {'seconds':>{widths[2]}}  folder"]
+    lines += [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def cmd_voices_list(args: argparse.Namespace) -> int:
+    print(format_voice_table(args.voices_dir))
+    return 0
+
+
+def cmd_voices_prepare(args: argparse.Namespace) -> int:
+    from tortoise_lab.voice_prep import prepare_voice
+
+    target = Path(args.voices_dir) if args.voices_dir else user_voices_dir()
+    report = prepare_voice(args.sources, args.name, target, denoise=args.denoise, overwrite=args.overwrite)
+    print(report.to_text())
+    print(f"voice {args.name!r} is in {target / args.name} (report: prepare-report.md)")
+    return 0
+
+
+def cmd_voices_match(args: argparse.Namespace) -> int:
+    from tortoise_lab.model_set import official_models, random_models
+    from tortoise_lab.pipeline import TextToSpeech
+    from tortoise_lab.seed_search import match_seeds, parse_seeds, write_table
+    from tortoise_lab.voices import load_voice
+
+    seeds = parse_seeds(args.seeds)
+    voice = load_voice(args.name, args.voices_dir)
+    if args.tiny:
+        print("--tiny: random tiny weights; the audio is noise (for trying the search).", flush=True)
+        models = random_models("tiny")
+    else:
+        models = official_models(args.models_dir)
+    tts = TextToSpeech(models, progress=not args.quiet)
+    out_dir = Path(args.output_dir) / args.name
+    overrides = {k: v for k, v in (("max_mel_tokens", args.max_mel_tokens),
+                                   ("num_autoregressive_samples", args.num_autoregressive_samples),
+                                   ("diffusion_iterations", args.diffusion_iterations)) if v is not None}
+    results = match_seeds(tts, voice, args.text, seeds, out_dir, preset=args.preset, **overrides)
+    csv_path, md_path = write_table(results, out_dir)
+    print(md_path.read_text(), end="")
+    measure = "CVVP" if results[0].cvvp is not None else "MFCC-statistics similarity"
+    print(f"ranked by {measure}; best seed {results[0].seed}; WAVs and ranking.csv/.md in {out_dir}")
+    return 0
+
+
+def add_voices_parser(verbs) -> None:
+    voices = verbs.add_parser("voices", help="list, prepare and match voices")
+    actions = voices.add_subparsers(dest="voices_verb", required=True, metavar="ACTION")
+    extra = dict(action="append", default=None, metavar="DIR", help="a folder of extra voices, searched first")
+
+    listing = actions.add_parser("list", help="every voice with its number of clips and seconds")
+    listing.add_argument("-V", "--voices-dir", **extra)
+    listing.set_defaults(run=cmd_voices_list)
+
+    prepare = actions.add_parser("prepare", help="raw recordings -> a clean voice folder, with a report")
+    prepare.add_argument("sources", nargs="+", metavar="SRC", help="audio files or folders of them (never modified)")
+    prepare.add_argument("name", metavar="NAME", help="the new voice's name")
+    prepare.add_argument("--voices-dir", default=None, metavar="DIR",
+                         help=f"where the voice folder goes (default: {user_voices_dir()})")
+    prepare.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=True,
+                         help="spectral-gating noise reduction (default: on)")
+    prepare.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
+                         help="replace an existing voice of that name")
+    prepare.set_defaults(run=cmd_voices_prepare)
+
+    match = actions.add_parser("match", help="synthesise with several seeds and rank them by likeness to the voice")
+    match.add_argument("name", metavar="NAME", help="a clip voice")
+    match.add_argument("--text", required=True, help="what to say")
+    match.add_argument("--seeds", default="1-20", help="seeds to try, like 1-20 or 3,7,9 (default: 1-20)")
+    match.add_argument("-V", "--voices-dir", **extra)
+    match.add_argument("-p", "--preset", default="ultra_fast", help="preset for each take (default: ultra_fast)")
+    match.add_argument("-O", "--output-dir", default=DEFAULT_MATCH_DIR, metavar="DIR",
+                       help=f"WAVs and the ranking go to DIR/NAME (default: {DEFAULT_MATCH_DIR})")
+    match.add_argument("--models-dir", default=None, metavar="DIR", help="folder holding the official .pth files")
+    match.add_argument("--tiny", action=argparse.BooleanOptionalAction, default=False,
+                       help="random tiny weights (noise), to try the search without downloads")
+    match.add_argument("--max-mel-tokens", type=int, default=None, help="override the preset")
+    match.add_argument("--num-autoregressive-samples", type=int, default=None, help="override the preset")
+    match.add_argument("--diffusion-iterations", type=int, default=None, help="override the preset")
+    match.add_argument("-q", "--quiet", action=argparse.BooleanOptionalAction, default=False, help="no progress bars")
+    match.set_defaults(run=cmd_voices_match)
