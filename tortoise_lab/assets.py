@@ -32,6 +32,7 @@ __all__ = [
     "data_file",
     "builtin_voices_dir",
     "fetch_assets",
+    "sha256_file",
     "default_models_dir",
     "find_weights",
     "download_weights",
@@ -93,7 +94,8 @@ def data_file(name: str, fetch: bool = True) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -130,7 +132,7 @@ def fetch_assets(sdist: str | Path | None = None, force: bool = False) -> Path:
         archive = Path(sdist) if sdist else _download_sdist(scratch)
         if not archive.is_file():
             raise AssetError(f"{archive} does not exist; give the path of {SDIST_NAME}.")
-        actual = _sha256(archive)
+        actual = sha256_file(archive)
         if actual != SDIST_SHA256:
             raise AssetError(
                 f"{archive} has sha256 {actual}, not the pinned {SDIST_SHA256}; "

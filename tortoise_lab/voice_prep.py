@@ -31,7 +31,6 @@ Choices, and why:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tortoise_lab.assets import sha256_file
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, AudioError, save_audio
 from tortoise_lab.voices import AUDIO_SUFFIXES, BLEND_SEPARATOR, RANDOM_VOICE
 
@@ -418,13 +418,6 @@ def _fade(clip: np.ndarray, samples: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------- one source
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _read(path: Path) -> tuple[np.ndarray, int, str]:
     """(C, N) float32 samples, sample rate, a one-line description. Raises AudioError for non-audio."""
@@ -443,7 +436,7 @@ def _read(path: Path) -> tuple[np.ndarray, int, str]:
 def prepare_recording(path: Path, denoise: bool = True, settings: PrepSettings = PrepSettings()) -> tuple[
         SourceReport, list[np.ndarray]]:
     """Clean one raw recording: its report (clip file names left empty) and its clips, (N,) float32 each."""
-    report = SourceReport(source=str(path), sha256=_sha256(path))
+    report = SourceReport(source=str(path), sha256=sha256_file(path))
     rate_out = settings.sample_rate
     try:
         channels, rate, report.format = _read(path)
