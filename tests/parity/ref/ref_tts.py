@@ -8,10 +8,8 @@ writes: official-style .pth files of every model; outputs: <name>_wav and <name>
         candidates' fixed-up codes) per run
 """
 
-import math
-
 import torch
-from _common import randomize_, read_args, read_inputs, save_state, write_outputs
+from _common import randomize_, read_args, read_inputs, save_state, tame_kernel_predictors_, write_outputs
 from tortoise.api import TextToSpeech
 from tortoise.models.autoregressive import UnifiedVoice
 from tortoise.models.clvp import CLVP
@@ -32,12 +30,7 @@ diffusion = randomize_(DiffusionTts(**args["diffusion"], dropout=0, use_fp16=Fal
 clvp = randomize_(CLVP(**args["clvp"], use_xformers=True).eval(), seed + 2)  # api.py builds it so
 cvvp = randomize_(CVVP(**args["cvvp"]).eval(), seed + 3)
 vocoder = randomize_(UnivNetGenerator(**args["vocoder"]), seed + 4)
-with torch.no_grad():  # keep the random vocoder out of its chaotic regime (see ref_vocoder.py)
-    for block in vocoder.res_stack:
-        predictor = block.kernel_predictor
-        scale = 1 / math.sqrt(predictor.conv_in_channels * predictor.conv_kernel_size)
-        predictor.kernel_conv.weight_g.mul_(scale)
-        predictor.kernel_conv.bias.mul_(scale)
+tame_kernel_predictors_(vocoder)  # keep the random vocoder out of its chaotic regime
 rlg_auto = randomize_(RandomLatentConverter(args["gpt"]["model_dim"]).eval(), seed + 5)
 rlg_diffusion = randomize_(RandomLatentConverter(2 * args["diffusion"]["model_channels"]).eval(), seed + 6)
 
