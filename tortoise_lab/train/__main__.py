@@ -1,0 +1,42 @@
+"""``python -m tortoise_lab.train [--field value ...]``: run_training with TrainConfig's fields as flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+
+from tortoise_lab.train.run import TrainConfig, run_training
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tortoise_lab.train",
+                                     description="Train the embedded TorToiSe-shaped model (resumable: re-run the "
+                                                 "same command to continue).")
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        kind = hints[field.name]
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
+                                help=f"(default: {field.default})")
+        else:
+            base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None -> X
+            parser.add_argument(flag, type=base, default=field.default, help=f"(default: {field.default})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result = run_training(TrainConfig(**vars(args)))
+    if result.evaluation:
+        json.dump(result.evaluation["summary"], sys.stdout, indent=1)
+        print()
+    print(f"Model set written to {result.out_dir / 'embedded'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

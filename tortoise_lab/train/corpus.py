@@ -1,0 +1,344 @@
+"""The training corpus: generated English sentences spoken by several espeak-ng voices (or by a pure-torch stand-in).
+
+* ``make_sentences`` writes varied sentences from a small grammar and word lists (no download, no licence
+  question) and splits them into a training set, held-out sentences made of training words, and held-out
+  sentences that each contain at least one word never used in training (``Sentences``).
+* ``synthesize`` speaks (sentence, voice) pairs with espeak-ng in parallel subprocesses, or with
+  ``tone_speech``: a deterministic "speech" made of text-dependent tone pairs, so tests need no espeak-ng.
+* ``build_corpus`` does both and caches the audio in one ``.npz`` per recipe (text list + voices + backend +
+  espeak-ng version), so a second run of the same recipe reads it back in a second.
+
+Audio is kept as 16-bit integers at 22.05 kHz (espeak-ng's native rate and the conditioning rate); 3 hours take
+about 500 MB.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tortoise_lab.audio import INPUT_SAMPLE_RATE
+
+__all__ = ["EspeakVoice", "VOICES", "TEST_VOICES", "Sentences", "Corpus", "make_sentences", "synthesize",
+           "tone_speech", "build_corpus", "espeak_available"]
+
+PCM_SCALE = 32_768.0  # int16 <-> float
+WAV_HEADER_BYTES = 44  # espeak-ng --stdout writes a plain 44-byte RIFF header, then 16-bit mono PCM
+
+
+@dataclass(frozen=True)
+class EspeakVoice:
+    """One speaker: an espeak-ng voice with a variant (``en-us+f2``), a speed in words a minute and a pitch 0-99."""
+
+    name: str
+    voice: str
+    speed: int = 160
+    pitch: int = 50
+
+    def command(self, text: str) -> list[str]:
+        return ["espeak-ng", "-v", self.voice, "-s", str(self.speed), "-p", str(self.pitch), "--stdout", text]
+
+
+# Eight speakers that differ in accent, formant set (the +variant), speed and pitch, so a voice's clips carry
+# information the model must use. Variants are espeak-ng's built-in ones (no mbrola data needed).
+VOICES: tuple[EspeakVoice, ...] = (
+    EspeakVoice("us-m3", "en-us+m3", 160, 40),
+    EspeakVoice("us-f2", "en-us+f2", 170, 65),
+    EspeakVoice("gb-m1", "en-gb+m1", 150, 45),
+    EspeakVoice("gb-f4", "en-gb+f4", 165, 70),
+    EspeakVoice("rp-klatt2", "en-gb-x-rp+klatt2", 155, 50),
+    EspeakVoice("scot-m5", "en-gb-scotland+m5", 145, 35),
+    EspeakVoice("carib-f1", "en-029+f1", 175, 60),
+    EspeakVoice("nyc-m7", "en-us-nyc+m7", 180, 30),
+)
+# Two stand-in speakers for the tone backend in tests (pitch factor in ``pitch``/50, speed as words a minute).
+TEST_VOICES: tuple[EspeakVoice, ...] = (EspeakVoice("tone-low", "tones", 160, 40), EspeakVoice("tone-high", "tones", 190, 65))
+
+# ------------------------------------------------------------------------------------------------ sentences
+
+NOUNS = """apple river window garden teacher doctor engine village kettle lantern blanket mountain station letter
+market harbour bicycle candle basket pocket ladder hammer jacket kitten rabbit pencil bottle castle forest island
+meadow office palace pillow ribbon saddle silver spider stable ticket tunnel wagon wallet button carpet cottage
+dragon feather fountain giant helmet honey insect jungle lemon monkey needle orange parrot piano puzzle rocket
+sailor shadow singer spoon stone storm sugar table tiger tomato tower train turtle valley violin water whistle
+winter wizard yellow anchor banner barrel beacon biscuit bridge cabin camera canoe captain carrot cellar chimney
+circus cloud coffee copper crystal curtain desert diamond dinner drawer farmer fence field finger flower garage
+glove guitar hill horse hotel kitchen lamp lawyer library lion machine mirror motor museum nurse ocean oven
+painter paper pepper picture pilot planet pond potato printer queen radio road robot roof school shirt shovel
+soldier sparrow square squirrel student summer sweater theatre thunder tractor truck uncle umbrella vase wheel
+whale wolf worker zebra author baker butcher chapter cousin dentist engineer falcon goose hunter judge lobster
+magnet marble novel orchard pebble pirate quarter rainbow scholar sheriff spinach statue surgeon tailor tulip
+walrus witness""".split()
+ADJECTIVES = """small large bright dark quiet noisy happy sad early late heavy light warm cold young old busy
+lazy brave gentle clever silly tall short narrow wide quick slow soft hard clean dirty empty full fresh stale
+golden wooden purple orange friendly angry careful hungry thirsty sleepy strange famous simple rough smooth
+sharp round square shiny dusty frozen hidden lucky tiny enormous ancient modern curious polite proud calm wild
+rusty muddy sunny windy foggy sticky crooked fragile nervous patient""".split()
+VERBS = (  # (base, past)
+    "carry carried|paint painted|clean cleaned|open opened|close closed|watch watched|follow followed|"
+    "find found|bring brought|build built|catch caught|draw drew|fix fixed|hide hid|hold held|keep kept|"
+    "lift lifted|move moved|pull pulled|push pushed|sell sold|send sent|show showed|take took|throw threw|"
+    "wash washed|visit visited|count counted|borrow borrowed|measure measured|polish polished|repair repaired|"
+    "describe described|remember remembered|deliver delivered|discover discovered|protect protected|"
+    "cover covered|fill filled|drop dropped|pack packed|order ordered|collect collected|check checked|"
+    "mention mentioned|study studied|test tested|print printed|weigh weighed|photograph photographed"
+)
+VERB_PAIRS = [tuple(pair.split()) for pair in VERBS.split("|")]
+INTRANSITIVE = (  # (base, past)
+    "laugh laughed|smile smiled|wait waited|sleep slept|run ran|sing sang|dance danced|shout shouted|"
+    "arrive arrived|travel travelled|whisper whispered|listen listened|rest rested|swim swam|climb climbed"
+)
+INTRANSITIVE_PAIRS = [tuple(pair.split()) for pair in INTRANSITIVE.split("|")]
+ADVERBS = """slowly quickly quietly loudly carefully happily suddenly gently barely nearly always rarely often
+early softly bravely calmly""".split()
+NAMES = """Anna Ben Clara David Emma Frank Grace Henry Isla Jack Kate Leo Maria Nathan Olivia Peter Rosa Sam
+Thomas Uma Victor Wendy Oscar Lucy Martin Helen George Alice Daniel Sophie""".split()
+PLACES = """the station|the market|the river|the old castle|the library|the harbour|the village square|the kitchen|
+the garden|the museum|the farm|the school|the forest|the hotel|the office""".replace("\n", "").split("|")
+TIMES = """today|yesterday|tomorrow|last night|this morning|on Monday|on Friday|after lunch|before dinner|
+in the evening|at noon|next week|every day|at seven o'clock|in the spring""".replace("\n", "").split("|")
+PREPOSITIONS = "near|behind|under|beside|inside|above|across|around|beyond|below".split("|")
+
+TEMPLATES = (
+    "The {adj} {noun} {verb_past} the {noun2} {prep} {place}.",
+    "{name} {verb_past} {a_adj_noun} {time}.",
+    "Did {name} {verb} the {noun} {prep} {place}?",
+    "We will {verb} {number} {nouns} {time}.",
+    "The {noun} was {adverb} {adj}, but the {noun2} was not.",
+    "Please {verb} the {adj} {noun} before {time2}.",
+    "How many {nouns} did the {noun2} {verb}?",
+    "There are {number} {adj} {nouns} {prep} {place}.",
+    "I think {name} can {verb} {a_adj_noun}.",
+    "{name} and {name2} {intrans_past} {adverb} {prep} the {noun}.",
+    "Why is the {noun} so {adj} {time}?",
+    "My {noun} {intrans_past} while the {adj} {noun2} {verb_past} {a_noun}.",
+    "The {noun} {intrans_past} {adverb}.",
+    "{name} said that the {noun} is {adj}.",
+    "After {time2}, the {adj} {noun} {verb_past} {number} {nouns}.",
+    "Where did you {verb} the {adj} {noun}, {name}?",
+)
+
+
+@dataclass
+class Sentences:
+    """A seeded draw of sentences: ``train``; ``held_out`` (training words only); ``unseen`` (each has a word that
+    no training sentence uses, listed in ``unseen_words``)."""
+
+    train: list[str]
+    held_out: list[str]
+    unseen: list[str]
+    unseen_words: list[str] = field(default_factory=list)
+
+
+@functools.lru_cache(maxsize=1)
+def _inflect_engine():
+    import inflect
+
+    return inflect.engine()
+
+
+def _sentence(rng: random.Random, nouns: list[str], adjectives: list[str]) -> str:
+    engine = _inflect_engine()
+    noun, noun2 = rng.choice(nouns), rng.choice(nouns)
+    adj = rng.choice(adjectives)
+    verb, verb_past = rng.choice(VERB_PAIRS)
+    number = rng.choice([str(rng.randint(2, 12)), str(rng.randint(13, 99)), str(rng.randint(100, 2000))])
+    slots = {
+        "noun": noun, "noun2": noun2, "nouns": engine.plural(noun), "adj": adj, "verb": verb,
+        "verb_past": verb_past, "intrans_past": rng.choice(INTRANSITIVE_PAIRS)[1], "adverb": rng.choice(ADVERBS),
+        "name": rng.choice(NAMES), "name2": rng.choice(NAMES), "place": rng.choice(PLACES),
+        "prep": rng.choice(PREPOSITIONS), "time": rng.choice(TIMES), "time2": rng.choice(TIMES),
+        "number": number, "a_adj_noun": engine.a(f"{adj} {noun2}"), "a_noun": engine.a(noun2),
+    }
+    text = rng.choice(TEMPLATES).format(**slots)
+    return text[0].upper() + text[1:]
+
+
+def make_sentences(n_train: int, n_held_out: int = 50, n_unseen: int = 50, seed: int = 0,
+                   unseen_fraction: float = 0.08) -> Sentences:
+    """Draw distinct sentences. A seeded ``unseen_fraction`` of the nouns never appears in ``train`` or
+    ``held_out``; every ``unseen`` sentence uses at least one of them (its noun slots draw only from them)."""
+    rng = random.Random(seed)
+    # Nouns inside fixed phrases ("the market", "before dinner") are spoken in training whatever the draw.
+    in_phrases = set(" ".join(PLACES + TIMES).lower().split())
+    candidates = [n for n in NOUNS if n not in in_phrases]
+    unseen_nouns = set(rng.sample(candidates, max(1, round(unseen_fraction * len(NOUNS)))))
+    seen_nouns = [n for n in NOUNS if n not in unseen_nouns]
+
+    def draw(count: int, nouns: list[str], taken: set[str]) -> list[str]:
+        out: list[str] = []
+        attempts = 0
+        while len(out) < count:
+            attempts += 1
+            if attempts > 50 * count + 1000:
+                raise ValueError(f"The grammar ran out of distinct sentences after {len(out)} of {count}.")
+            text = _sentence(rng, nouns, ADJECTIVES)
+            if text not in taken:
+                taken.add(text)
+                out.append(text)
+        return out
+
+    taken: set[str] = set()
+    held_out = draw(n_held_out, seen_nouns, taken)
+    unseen = draw(n_unseen, sorted(unseen_nouns), taken)
+    train = draw(n_train, seen_nouns, taken)
+    return Sentences(train=train, held_out=held_out, unseen=unseen, unseen_words=sorted(unseen_nouns))
+
+
+# ------------------------------------------------------------------------------------------------ synthesis
+
+
+def espeak_available() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+def espeak_version() -> str:
+    if not espeak_available():
+        return "none"
+    return subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def _espeak(voice: EspeakVoice, text: str) -> np.ndarray:
+    """One utterance from espeak-ng as int16 samples at 22.05 kHz."""
+    done = subprocess.run(voice.command(text), capture_output=True, check=True)
+    data = done.stdout
+    if data[:4] != b"RIFF" or len(data) <= WAV_HEADER_BYTES:
+        raise RuntimeError(f"espeak-ng gave no audio for {text!r} with voice {voice.voice}: {done.stderr[:200]!r}")
+    return np.frombuffer(data[WAV_HEADER_BYTES:], dtype="<i2").copy()
+
+
+# The tone stand-in: each letter becomes a short chord of two partials whose frequencies follow the letter; spaces
+# and punctuation become pauses. It is no speech, but it has what training needs: audio that is a learnable,
+# monotonic function of the text, with a duration per symbol and a voice-dependent pitch and speed.
+_TONE_LETTER_S = 0.075
+_TONE_SPACE_S = 0.05
+_TONE_PAUSE_S = 0.15
+_TONE_EDGE_S = 0.1  # silence before and after, as espeak-ng leaves
+
+
+def tone_speech(text: str, voice: EspeakVoice, sample_rate: int = INPUT_SAMPLE_RATE) -> np.ndarray:
+    """Deterministic text-dependent tones as int16 samples; ``voice.pitch``/50 scales every frequency and
+    ``voice.speed`` (words a minute, 160 = 1x) the tempo."""
+    pitch = voice.pitch / 50.0
+    tempo = 160.0 / voice.speed
+    pieces = [np.zeros(int(_TONE_EDGE_S * sample_rate))]
+    for char in text.lower():
+        if char.isalpha():
+            n = int(_TONE_LETTER_S * tempo * sample_rate)
+            t = np.arange(n) / sample_rate
+            index = ord(char) - ord("a")
+            low, high = (250 + 35 * index) * pitch, (1200 + 90 * (index * 7 % 26)) * pitch
+            envelope = np.sin(np.pi * np.arange(n) / n) ** 0.5  # no clicks between letters
+            pieces.append(0.3 * envelope * (np.sin(2 * np.pi * low * t) + 0.6 * np.sin(2 * np.pi * high * t)))
+        elif char.isdigit():
+            pieces.append(tone_speech(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                                       "nine"][int(char)], voice, sample_rate)[:-int(_TONE_EDGE_S * sample_rate)]
+                          / PCM_SCALE)
+        else:
+            pause = _TONE_SPACE_S if char == " " else _TONE_PAUSE_S
+            pieces.append(np.zeros(int(pause * tempo * sample_rate)))
+    pieces.append(np.zeros(int(_TONE_EDGE_S * sample_rate)))
+    return np.clip(np.concatenate(pieces) * PCM_SCALE, -PCM_SCALE, PCM_SCALE - 1).astype(np.int16)
+
+
+def synthesize(pairs: list[tuple[str, EspeakVoice]], backend: str = "espeak", workers: int = 2,
+               progress: bool = False) -> list[np.ndarray]:
+    """Speak each (text, voice) pair; int16 arrays at 22.05 kHz, in order. espeak-ng runs ``workers`` processes at
+    once (about 16 ms a sentence each)."""
+    if backend == "tones":
+        return [tone_speech(text, voice) for text, voice in pairs]
+    if backend != "espeak":
+        raise ValueError(f"Unknown synthesis backend {backend!r}. Available: espeak, tones.")
+    if not espeak_available():
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng), or use backend='tones'.")
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # subprocesses release the GIL: threads suffice
+        jobs = pool.map(lambda pair: _espeak(pair[1], pair[0]), pairs)
+        return list(tqdm(jobs, total=len(pairs), desc="espeak-ng", disable=not progress))
+
+
+# --------------------------------------------------------------------------------------------------- corpus
+
+
+@dataclass
+class Corpus:
+    """Utterances: ``texts[i]`` spoken by ``VOICES``-style ``voices[voice_ids[i]]`` as ``audio[i]`` (int16, 22.05 kHz);
+    ``splits[i]`` is "train", "held_out" or "unseen"."""
+
+    texts: list[str]
+    voice_ids: list[int]
+    splits: list[str]
+    audio: list[np.ndarray]
+    voices: tuple[EspeakVoice, ...]
+
+    def wav(self, index: int) -> torch.Tensor:
+        """(1, N) float32 at 22.05 kHz."""
+        return torch.from_numpy(self.audio[index].astype(np.float32) / PCM_SCALE).unsqueeze(0)
+
+    def indices(self, split: str) -> list[int]:
+        return [i for i, s in enumerate(self.splits) if s == split]
+
+    @property
+    def hours(self) -> float:
+        return sum(len(a) for a in self.audio) / INPUT_SAMPLE_RATE / 3600
+
+
+def _save_npz(path: Path, corpus: Corpus) -> None:
+    lengths = np.array([len(a) for a in corpus.audio], dtype=np.int64)
+    meta = {"texts": corpus.texts, "voice_ids": corpus.voice_ids, "splits": corpus.splits,
+            "voices": [v.__dict__ for v in corpus.voices]}
+    scratch = path.with_suffix(".part.npz")
+    np.savez(scratch, audio=np.concatenate(corpus.audio), lengths=lengths, meta=np.array(json.dumps(meta)))
+    scratch.replace(path)
+
+
+def _load_npz(path: Path) -> Corpus:
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        offsets = np.concatenate([[0], np.cumsum(data["lengths"])])
+        audio = data["audio"]
+        pieces = [audio[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+    return Corpus(meta["texts"], meta["voice_ids"], meta["splits"], pieces,
+                  tuple(EspeakVoice(**v) for v in meta["voices"]))
+
+
+def build_corpus(sentences: Sentences, voices: tuple[EspeakVoice, ...] = VOICES, backend: str = "espeak",
+                 cache_dir: str | Path | None = None, workers: int = 2, seed: int = 0,
+                 eval_voices_per_sentence: int = 1, progress: bool = False) -> Corpus:
+    """Speak the sentences. Each training sentence gets one voice (round-robin over a seeded shuffle, so voices
+    are balanced); each held-out sentence gets ``eval_voices_per_sentence`` voices. Cached by recipe."""
+    rng = random.Random(seed)
+    texts, voice_ids, splits = [], [], []
+    for split, items, per in (("train", sentences.train, 1), ("held_out", sentences.held_out, eval_voices_per_sentence),
+                              ("unseen", sentences.unseen, eval_voices_per_sentence)):
+        order = list(range(len(voices)))
+        for k, text in enumerate(items):
+            if k % len(voices) == 0:
+                rng.shuffle(order)
+            for j in range(per):
+                texts.append(text)
+                voice_ids.append(order[(k + j) % len(voices)])
+                splits.append(split)
+    recipe = json.dumps({"texts": texts, "voice_ids": voice_ids, "voices": [v.__dict__ for v in voices],
+                         "backend": backend, "espeak": espeak_version() if backend == "espeak" else ""})
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"corpus-{backend}-{key}.npz" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        return _load_npz(path)
+    audio = synthesize([(t, voices[v]) for t, v in zip(texts, voice_ids)], backend, workers, progress)
+    corpus = Corpus(texts, voice_ids, splits, audio, tuple(voices))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _save_npz(path, corpus)
+    return corpus

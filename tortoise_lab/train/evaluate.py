@@ -1,0 +1,191 @@
+"""The issue's held-out measures of a trained AR model + codebook decoder, against the espeak-ng renderings.
+
+Per held-out utterance, with greedy decoding and the voice's conditioning clips:
+
+* **stop rate**: the share of utterances whose decoding emitted the stop code within ``max_mel_tokens``;
+* **length ratio**: generated codes / the rendering's codes (target 0.8-1.25);
+* **DTW log-mel distance** (``dtw_log_mel_distance``): the mean, along the cheapest monotonic alignment, of the
+  per-frame RMS-over-bands log-mel difference; compared with the **different-sentence baseline** (the rendering
+  against another sentence's rendering by the same voice: target at most half of it) and the **ceiling** (the
+  rendering's own codes decoded: the best these codes allow);
+* **word-swap discrimination**: the share of utterances whose output is closer (DTW) to the right sentence's
+  rendering than to the rendering of the same sentence with one word changed (target 0.9).
+
+All distances are on the 100-band 24 kHz UnivNet log mel (``quantizer.code_mel``), natural-log units.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tortoise_lab.compare import dtw_path
+from tortoise_lab.models.gpt import UnifiedVoice
+from tortoise_lab.sampling import generate_codes
+from tortoise_lab.text import Tokenizer
+from tortoise_lab.train.ar import text_ids
+from tortoise_lab.train.quantizer import KMeansQuantizer, code_mel
+
+__all__ = ["dtw_log_mel_distance", "stop_token_rate", "codes_until_stop", "length_ratio", "swap_one_word",
+           "closer_to_right", "UtteranceResult", "EvalSummary", "evaluate_ar", "summarize"]
+
+MIN_SWAP_WORD_LENGTH = 3  # words shorter than this ("a", "of") are not swapped: changing them is barely audible
+
+
+def frame_distances(mel_a: torch.Tensor, mel_b: torch.Tensor) -> np.ndarray:
+    """(bands, N), (bands, M) -> (N, M) RMS-over-bands differences between every pair of frames."""
+    a, b = mel_a.T.double(), mel_b.T.double()  # (N, bands), (M, bands)
+    squared = a.pow(2).sum(1, keepdim=True) - 2 * a @ b.T + b.pow(2).sum(1)  # (N, M)
+    return (squared.clamp_min(0) / mel_a.shape[0]).sqrt().numpy()
+
+
+def dtw_log_mel_distance(mel_a: torch.Tensor, mel_b: torch.Tensor) -> float:
+    """Mean per-frame RMS log-mel difference along the DTW path: 0 for equal mels, and for a mel against itself
+    played at another speed (frames repeated)."""
+    if mel_a.shape[-1] == 0 or mel_b.shape[-1] == 0:
+        return float("nan")
+    cost = frame_distances(mel_a, mel_b)
+    path = dtw_path(cost)
+    return float(np.mean([cost[i, j] for i, j in path]))
+
+
+def codes_until_stop(codes: torch.Tensor, stop: int) -> tuple[torch.Tensor, bool]:
+    """(L,) decoded codes -> (the codes before the first stop code, whether there was one)."""
+    stops = (codes == stop).nonzero()
+    if len(stops) == 0:
+        return codes, False
+    return codes[:int(stops[0])], True
+
+
+def stop_token_rate(rows: list[torch.Tensor], stop: int) -> float:
+    """The share of code rows that contain the stop code."""
+    return float(np.mean([bool((row == stop).any()) for row in rows])) if rows else float("nan")
+
+
+def length_ratio(generated: int, reference: int) -> float:
+    return generated / reference if reference else float("nan")
+
+
+def swap_one_word(text: str, rng: random.Random, vocabulary: list[str]) -> str:
+    """``text`` with one word (of at least 3 letters) replaced by a different word from ``vocabulary``."""
+    words = text.split(" ")
+    candidates = [i for i, w in enumerate(words) if len(re.sub(r"[^A-Za-z]", "", w)) >= MIN_SWAP_WORD_LENGTH]
+    if not candidates:
+        raise ValueError(f"No word of {MIN_SWAP_WORD_LENGTH}+ letters to swap in {text!r}.")
+    index = rng.choice(candidates)
+    old = re.sub(r"[^A-Za-z]", "", words[index])
+    new = rng.choice([v for v in vocabulary if v.lower() != old.lower()])
+    if old[:1].isupper():
+        new = new[:1].upper() + new[1:]
+    words[index] = words[index].replace(old, new)
+    return " ".join(words)
+
+
+def closer_to_right(generated: torch.Tensor, right: torch.Tensor, swapped: torch.Tensor) -> bool:
+    """Whether the generated mel is closer (DTW) to the right sentence's mel than to the swapped one's."""
+    return dtw_log_mel_distance(generated, right) < dtw_log_mel_distance(generated, swapped)
+
+
+@dataclass
+class UtteranceResult:
+    text: str
+    split: str
+    voice: str
+    stopped: bool
+    generated_codes: int
+    reference_codes: int
+    distance: float  # generated vs its rendering
+    baseline: float  # its rendering vs another sentence's rendering by the same voice
+    ceiling: float  # its rendering's own codes decoded vs its rendering
+    swap_correct: bool | None  # None when no swap rendering was made
+
+    @property
+    def length_ratio(self) -> float:
+        return length_ratio(self.generated_codes, self.reference_codes)
+
+
+@dataclass
+class EvalSummary:
+    count: int
+    stop_rate: float
+    length_ratio_mean: float
+    length_ratio_correlation: float
+    distance: float
+    baseline: float
+    ceiling: float
+    swap_accuracy: float
+    per_split: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _split_summary(results: list[UtteranceResult]) -> dict[str, float]:
+    swaps = [r.swap_correct for r in results if r.swap_correct is not None]
+    generated = np.array([r.generated_codes for r in results], dtype=float)
+    reference = np.array([r.reference_codes for r in results], dtype=float)
+    correlation = float(np.corrcoef(generated, reference)[0, 1]) if len(results) > 2 and generated.std() > 0 else float("nan")
+    return {
+        "count": len(results),
+        "stop_rate": float(np.mean([r.stopped for r in results])),
+        "length_ratio_mean": float(np.mean([r.length_ratio for r in results])),
+        "length_ratio_correlation": correlation,
+        "distance": float(np.nanmean([r.distance for r in results])),
+        "baseline": float(np.nanmean([r.baseline for r in results])),
+        "ceiling": float(np.nanmean([r.ceiling for r in results])),
+        "swap_accuracy": float(np.mean(swaps)) if swaps else float("nan"),
+    }
+
+
+def summarize(results: list[UtteranceResult]) -> EvalSummary:
+    overall = _split_summary(results)
+    splits = sorted({r.split for r in results})
+    return EvalSummary(**overall, per_split={s: _split_summary([r for r in results if r.split == s]) for s in splits})
+
+
+@torch.no_grad()
+def evaluate_ar(model: UnifiedVoice, quantizer: KMeansQuantizer, items: list[dict], cond_mels: dict[str, torch.Tensor],
+                speak: Callable[[str, str], torch.Tensor] | None, vocabulary: list[str], seed: int = 0,
+                tokenizer: Tokenizer | None = None, progress: bool = False) -> list[UtteranceResult]:
+    """Decode each item greedily and measure it.
+
+    items: dicts with "text", "split", "voice" and "wav" ((1, N) 22.05 kHz rendering). cond_mels: voice ->
+    (clips, 80, 517) conditioning mels. ``speak(text, voice)`` renders the word-swapped sentence (None: no swap
+    test). The baseline pairs each item with the next item of the same voice.
+    """
+    from tqdm.auto import tqdm
+
+    tokenizer = tokenizer or Tokenizer()
+    rng = random.Random(seed)
+    model.eval()
+    stop = model.config.stop_mel_token
+    reference_mels = [code_mel(item["wav"]) for item in items]
+    results = []
+    for k, item in enumerate(tqdm(items, desc="evaluating", disable=not progress)):
+        reference = reference_mels[k]
+        reference_codes = quantizer.encode(reference)
+        cond_latent = model.conditioning_latent(cond_mels[item["voice"]].float().unsqueeze(0))  # (1, C)
+        tokens = text_ids(tokenizer, item["text"]).unsqueeze(0)
+        limit = min(model.config.max_mel_tokens, 2 * len(reference_codes) + 20)
+        row = generate_codes(model, cond_latent, tokens, limit, greedy=True)[0]
+        codes, stopped = codes_until_stop(row, stop)
+        generated = quantizer.decode(codes) if len(codes) else reference[:, :0]
+        same_voice = [j for j in range(len(items)) if items[j]["voice"] == item["voice"] and j != k]
+        other = next((j for j in same_voice if j > k), same_voice[0]) if same_voice else (k + 1) % len(items)
+        swap_correct = None
+        if speak is not None and len(codes):
+            swapped = code_mel(speak(swap_one_word(item["text"], rng, vocabulary), item["voice"]))
+            swap_correct = closer_to_right(generated, reference, swapped)
+        results.append(UtteranceResult(
+            text=item["text"], split=item["split"], voice=item["voice"], stopped=stopped,
+            generated_codes=len(codes), reference_codes=len(reference_codes),
+            distance=dtw_log_mel_distance(generated, reference),
+            baseline=dtw_log_mel_distance(reference_mels[other], reference) if len(items) > 1 else float("nan"),
+            ceiling=dtw_log_mel_distance(quantizer.decode(reference_codes), reference),
+            swap_correct=swap_correct))
+    return results

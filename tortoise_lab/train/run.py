@@ -1,0 +1,236 @@
+"""``run_training(TrainConfig)``: corpus -> quantiser -> AR model -> evaluation -> an exportable model set.
+
+Every stage writes into ``out_dir`` and is skipped when its output is already there, so re-running the same
+command after an interruption continues where it stopped (the AR stage from its last checkpoint)::
+
+    out_dir/quantizer.safetensors   k-means codebook (its config in the metadata)
+    out_dir/codes.safetensors       every utterance's codes (concatenated) and lengths
+    out_dir/ar/                     the training loop's checkpoints, loss.csv, loss.png
+    out_dir/eval.json               held-out measures (overall, and per split: held_out / unseen)
+    out_dir/embedded/               the model set to ship: autoregressive.safetensors, quantizer.safetensors,
+                                    config.json (sizes, token ids, data recipe, seed, times, evaluation)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from tortoise_lab.models.gpt import UnifiedVoice
+from tortoise_lab.text import Tokenizer
+from tortoise_lab.train.ar import ARConfig, ar_loss, prepare_ar_data
+from tortoise_lab.train.corpus import ADJECTIVES, NOUNS, TEST_VOICES, VOICES, build_corpus, make_sentences, synthesize
+from tortoise_lab.train.evaluate import evaluate_ar, summarize
+from tortoise_lab.train.loop import LoopConfig, atomic_path, train_loop
+from tortoise_lab.train.quantizer import KMeansQuantizer, QuantizerConfig, code_mel
+
+__all__ = ["TrainConfig", "TrainResult", "run_training", "EMBEDDED_FILES"]
+
+EMBEDDED_FILES = ("autoregressive.safetensors", "quantizer.safetensors", "config.json")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run depends on; ``python -m tortoise_lab.train --help`` lists the same fields."""
+
+    out_dir: str = "runs/embedded"
+    seed: int = 0
+    # corpus
+    backend: str = "espeak"  # "espeak" (espeak-ng speech) or "tones" (pure-torch stand-in, for tests)
+    sentences: int = 20_000  # training sentences
+    held_out: int = 50  # held-out sentences made of training words
+    unseen: int = 50  # held-out sentences each with a word never seen in training
+    voices: str = "all"  # comma-separated voice names from corpus.VOICES, or "all"
+    workers: int = 2  # parallel espeak-ng processes
+    cache_dir: str | None = None  # where synthesised corpora are cached (default: out_dir/cache)
+    # quantiser
+    codes: int = 512
+    stack: int = 4
+    kmeans_iterations: int = 25
+    fit_utterances: int = 2_000  # utterances whose frames the k-means is fitted on
+    # AR model and training (defaults: the issue's probe, 3.5 M parameters)
+    layers: int = 4
+    model_dim: int = 256
+    heads: int = 4
+    conditioning_blocks: int = 2
+    batch_size: int = 32
+    steps: int = 6_000
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    checkpoint_every: int = 250
+    log_every: int = 10
+    # evaluation and export
+    eval_count: int = 100  # held-out utterances evaluated (both splits together; 0 skips evaluation)
+    export_fp16: bool = True
+    threads: int | None = None  # torch threads (None: torch's default)
+    progress: bool = True
+
+    def voice_list(self):
+        pool = TEST_VOICES if self.backend == "tones" else VOICES
+        if self.voices == "all":
+            return pool
+        by_name = {v.name: v for v in pool}
+        unknown = [n for n in self.voices.split(",") if n not in by_name]
+        if unknown:
+            raise ValueError(f"Unknown voice {unknown[0]!r}. Available: {', '.join(by_name)}.")
+        return tuple(by_name[n] for n in self.voices.split(","))
+
+    def quantizer_config(self) -> QuantizerConfig:
+        return QuantizerConfig(codes=self.codes, stack=self.stack, iterations=self.kmeans_iterations, seed=self.seed)
+
+    def ar_config(self) -> ARConfig:
+        return ARConfig(layers=self.layers, model_dim=self.model_dim, heads=self.heads,
+                        conditioning_blocks=self.conditioning_blocks, batch_size=self.batch_size)
+
+    def loop_config(self) -> LoopConfig:
+        return LoopConfig(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps,
+                          checkpoint_every=self.checkpoint_every, log_every=self.log_every, progress=self.progress)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model: UnifiedVoice
+    quantizer: KMeansQuantizer
+    losses: list[float]  # this call's per-step losses
+    evaluation: dict | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _fit_or_load_quantizer(config: TrainConfig, corpus, train_indices: list[int], out: Path) -> KMeansQuantizer:
+    path = out / "quantizer.safetensors"
+    if path.is_file():
+        return KMeansQuantizer.load(path)
+    rng = random.Random(config.seed)
+    fit_on = sorted(rng.sample(train_indices, min(config.fit_utterances, len(train_indices))))
+    quantizer = KMeansQuantizer.fit([code_mel(corpus.wav(i)) for i in fit_on], config.quantizer_config())
+    quantizer.save(path)
+    return quantizer
+
+
+def _encode_or_load_codes(corpus, indices: list[int], quantizer: KMeansQuantizer, out: Path) -> list[torch.Tensor]:
+    from safetensors.torch import load_file, save_file
+
+    path = out / "codes.safetensors"
+    if path.is_file():
+        stored = load_file(str(path))
+        if stored["indices"].tolist() == indices:
+            return list(stored["codes"].long().split(stored["lengths"].tolist()))
+    codes = [quantizer.encode(code_mel(corpus.wav(i))) for i in indices]
+    with atomic_path(path) as scratch:
+        save_file({"indices": torch.tensor(indices), "lengths": torch.tensor([len(c) for c in codes]),
+                   "codes": torch.cat(codes).to(torch.int16)}, str(scratch))
+    return codes
+
+
+def run_training(config: TrainConfig) -> TrainResult:
+    """Run (or continue) every stage of a training run; see the module docstring for what lands where."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    voices = config.voice_list()
+    sentences = make_sentences(config.sentences, config.held_out, config.unseen, seed=config.seed)
+    corpus = build_corpus(sentences, voices, config.backend, config.cache_dir or out / "cache", config.workers,
+                          config.seed, progress=config.progress)
+    timings["corpus_s"] = time.perf_counter() - clock
+    train_indices = corpus.indices("train")
+
+    clock = time.perf_counter()
+    quantizer = _fit_or_load_quantizer(config, corpus, train_indices, out)
+    codes = _encode_or_load_codes(corpus, train_indices, quantizer, out)
+    timings["quantizer_s"] = time.perf_counter() - clock
+
+    tokenizer = Tokenizer()
+    data, dropped = prepare_ar_data(corpus, quantizer, train_indices, config.ar_config(), tokenizer, config.seed, codes)
+    torch.manual_seed(config.seed)  # the model's initial weights
+    model = UnifiedVoice(data.gpt_config)
+    clock = time.perf_counter()
+    loop = train_loop(model, lambda m, b: ar_loss(m, b, data.config.text_weight), data.batch, config.loop_config(),
+                      out / "ar")
+    timings["training_s"] = time.perf_counter() - clock
+
+    evaluation = None
+    if config.eval_count:
+        clock = time.perf_counter()
+        evaluation = _evaluate(config, model, quantizer, corpus, data, tokenizer)
+        (out / "eval.json").write_text(json.dumps(evaluation, indent=1))
+        timings["evaluation_s"] = time.perf_counter() - clock
+    export_embedded(out / "embedded", model, quantizer, config, evaluation, timings,
+                    dropped=dropped, corpus_hours=corpus.hours)
+    return TrainResult(out, model, quantizer, loop.losses, evaluation, timings)
+
+
+def _evaluate(config: TrainConfig, model, quantizer, corpus, data, tokenizer) -> dict:
+    names = {i: v.name for i, v in enumerate(corpus.voices)}
+    per_split = max(1, config.eval_count // 2)
+    chosen = corpus.indices("held_out")[:per_split] + corpus.indices("unseen")[:per_split]
+    items = [{"text": corpus.texts[i], "split": corpus.splits[i], "voice": names[corpus.voice_ids[i]],
+              "wav": corpus.wav(i)} for i in chosen]
+    cond = {names[v]: pool[:data.config.cond_clips] for v, pool in data.cond_pool.items()}
+    by_name = {v.name: v for v in corpus.voices}
+
+    def speak(text: str, voice: str) -> torch.Tensor:
+        audio = synthesize([(text, by_name[voice])], config.backend)[0]
+        return torch.from_numpy(audio.astype("float32") / 32768.0).unsqueeze(0)
+
+    results = evaluate_ar(model, quantizer, items, cond, speak, NOUNS + ADJECTIVES, seed=config.seed,
+                          tokenizer=tokenizer, progress=config.progress)
+    return {"summary": summarize(results).to_dict(),
+            "utterances": [dict(dataclasses.asdict(r), length_ratio=r.length_ratio) for r in results]}
+
+
+def command_line(config: TrainConfig) -> str:
+    """The command that reruns ``config``."""
+    flags = []
+    for name, value in asdict(config).items():
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(f"--{flag}" if value else f"--no-{flag}")
+        elif value is not None:
+            flags.append(f"--{flag} {value}")
+    return "python -m tortoise_lab.train " + " ".join(flags)
+
+
+def export_embedded(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer, config: TrainConfig,
+                    evaluation: dict | None, timings: dict, **recipe) -> Path:
+    """The files a model set needs (``EMBEDDED_FILES``), with sha256 of the weight files in config.json."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if config.export_fp16 else torch.float32
+    weights = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / "autoregressive.safetensors") as scratch:
+        save_file(weights, str(scratch))
+    quantizer.save(folder / "quantizer.safetensors", dtype)
+    sha = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+           for name in ("autoregressive.safetensors", "quantizer.safetensors")}
+    manifest = {
+        "gpt_config": model.config.to_dict(),
+        "quantizer_config": asdict(quantizer.config),
+        "mel_decoder": "codebook", "vocoder": "griffin-lim",
+        "train_config": asdict(config),
+        "command": command_line(config),
+        "recipe": recipe,
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "evaluation": evaluation["summary"] if evaluation else None,
+        "sha256": sha,
+    }
+    with atomic_path(folder / "config.json") as scratch:
+        scratch.write_text(json.dumps(manifest, indent=1))
+    return folder
