@@ -1,7 +1,8 @@
 """The ``tortoise-lab`` command line: a thin layer over the package.
 
 Verbs: ``speak`` (a sentence or a short text), ``read`` (a long text file, chunk by chunk, resumable),
-``download`` (official weights), ``assets`` (tokenizer, mel norms, built-in voices).
+``download`` (official weights), ``assets`` (tokenizer, mel norms, built-in voices), ``bench`` (stage timings beside
+upstream tortoise-tts), ``compare`` (how two WAVs differ).
 
 Exit codes: 0 success, 1 the run failed (out of memory), 2 bad input (argparse's code too), 3 something the user
 must fetch first (weights, assets), 130 interrupted. Errors are one sentence on stderr, never a traceback, and
@@ -546,6 +547,52 @@ def cmd_read(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- bench, compare
+
+
+def _config_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tortoise_lab.bench import DEFAULT_CONFIGS, run_benchmark
+
+    try:
+        records = run_benchmark(quick=args.quick, against_reference=args.against_reference,
+                                max_mel_tokens=args.max_mel_tokens, preset=args.preset, repeats=args.repeats,
+                                configs=args.configs or DEFAULT_CONFIGS, json_path=args.json, out_dir=args.out_dir,
+                                seed=args.seed, weights_dir=args.weights_dir, device=args.device)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    except FileNotFoundError as error:
+        raise CliError(str(error), EXIT_NEEDS_FETCH) from None
+    failed = [f"{r['impl']}/{r['config']}" for r in records if "error" in r]
+    if failed:
+        return _fail(f"{len(failed)} configuration(s) failed: {', '.join(failed)} (see the table).", EXIT_FAILED)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from tortoise_lab.audio import OUTPUT_SAMPLE_RATE, load_audio
+    from tortoise_lab.compare import compare_waveforms, plot_comparison
+
+    try:
+        a, b = (load_audio(path, OUTPUT_SAMPLE_RATE) for path in (args.a, args.b))
+    except (FileNotFoundError, ValueError) as error:
+        raise CliError(str(error)) from None
+    values = compare_waveforms(a, b).to_dict()
+    for name, value in values.items():
+        print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(values, indent=1) + "\n")
+    if args.plot:
+        plot_comparison(a, b, args.plot, labels=(Path(args.a).name, Path(args.b).name))
+        print(f"spectrograms: {args.plot}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ parser
 
 
@@ -646,6 +693,12 @@ READ_EXAMPLES = """examples:
 Run the same command again after an interruption: finished chunks are kept.
 """
 
+BENCH_EXAMPLES = """examples:
+  tortoise-lab bench --quick --against-reference --out-dir bench-quick   # smoke test, a minute or two
+  tortoise-lab bench --against-reference --out-dir bench-out             # the full table (official sizes)
+  tortoise-lab bench --configs kv_cache,ultra_fast_int8_dpm --repeats 1
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tortoise-lab", description="TorToiSe text-to-speech, faithful and fast.")
@@ -684,6 +737,42 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--sdist", type=Path, default=None, help="use this local tortoise-tts-3.0.0.tar.gz")
     fetch.add_argument("--force", action="store_true", help="unpack again even if the assets are present")
     fetch.set_defaults(run=cmd_assets)
+
+    bench = verbs.add_parser("bench", help="time each stage per option combination, beside upstream tortoise-tts",
+                             formatter_class=raw, epilog=BENCH_EXAMPLES,
+                             description="Time synthesis stage by stage for option combinations, each in its own "
+                                         "process, on shared random weights; optionally upstream tortoise-tts "
+                                         "3.0.0 too (same weights, same work). See benchmarks/README.md.")
+    bench.add_argument("--quick", action="store_true",
+                       help="tiny random models, 16 tokens, 4 samples, 1 repeat: a smoke test")
+    bench.add_argument("--against-reference", action="store_true",
+                       help="also run upstream tortoise-tts from .venv-ref (or $TORTOISE_LAB_REF_PYTHON)")
+    bench.add_argument("--max-mel-tokens", type=int, default=None, metavar="N",
+                       help="AR codes drawn per sample (random weights never stop early; default 48, quick 16)")
+    bench.add_argument("-p", "--preset", default="ultra_fast", metavar="PRESET",
+                       help="the preset the option configurations run (default: ultra_fast)")
+    bench.add_argument("--repeats", type=int, default=None, metavar="N",
+                       help="timed runs per configuration (default: 3; 1 with the KV cache off; 1 with --quick)")
+    bench.add_argument("--configs", type=_config_list, default=None, metavar="A,B,...",
+                       help="configurations to run, comma-separated (default: baseline,kv_cache,half,deepspeed,"
+                            "compile,all,ultra_fast_int8_dpm; also: int8)")
+    bench.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the records here")
+    bench.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
+                       help="write bench.json, bench.md (table), bench.png (chart) and wavs/ here")
+    bench.add_argument("--seed", type=int, default=3, help="synthesis seed, the same for every run (default: 3)")
+    bench.add_argument("--weights-dir", type=Path, default=None, metavar="DIR",
+                       help="cache of the shared random weights (default: $TORTOISE_LAB_HOME/bench-weights)")
+    bench.add_argument("--device", default=None, metavar="DEVICE", help="cpu or cuda (default: the best available)")
+    bench.set_defaults(run=cmd_bench)
+
+    compare = verbs.add_parser("compare", help="measure how two WAVs differ (log-mel distance, MCD, SNR)",
+                               description="Log-mel distance, mel-cepstral distortion after DTW, duration "
+                                           "difference and SNR between two recordings of speech.")
+    compare.add_argument("a", help="the reference WAV")
+    compare.add_argument("b", help="the WAV compared with it")
+    compare.add_argument("--plot", default=None, metavar="PNG", help="save both spectrograms and their difference")
+    compare.add_argument("--json", default=None, metavar="PATH", help="also write the measures as JSON")
+    compare.set_defaults(run=cmd_compare)
 
     from tortoise_lab.cli_voices import add_voices_parser
 

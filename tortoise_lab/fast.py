@@ -90,7 +90,7 @@ def attach_caches(model: UnifiedVoice, batch_size: int, slots: int, dtype: torch
     if (cache is not None and cache.k_cache.shape[0] == batch_size and cache.max_seq_len >= slots
             and cache.k_cache.dtype == dtype):
         return
-    config, device = model.config, model.mel_head.weight.device
+    config, device = model.config, model.final_norm.weight.device  # (an int8 copy's linears hold no float weight)
     for block in model.gpt.h:
         block.attn.kv_cache = KVCache(batch_size, config.heads, slots, config.head_dim, dtype=dtype, device=device)
 

@@ -1,0 +1,211 @@
+"""Reference side of ``tortoise-lab bench``: upstream tortoise-tts 3.0.0, run with the reference environment's python.
+
+Two jobs, each given a JSON spec written by ``tortoise_lab.bench``:
+
+    python benchmarks/ref_bench.py weights SPEC.json   # make the shared random weights (official file formats)
+    python benchmarks/ref_bench.py run SPEC.json       # time upstream's TextToSpeech.tts on them; print one record
+
+``weights`` builds upstream's networks at the sizes in the spec, gives every parameter a random, well-scaled value
+(``randomize_`` of the parity suite), and saves them as the official files are saved; both implementations then
+load the same files. ``run`` builds upstream's TextToSpeech around those networks by hand (its constructor only
+loads official-size files from the model hub), times each stage by wrapping the upstream functions that do it, and
+prints ``BENCH_RECORD {json}`` as its last line. Nothing here imports tortoise_lab: the two sides meet through files.
+"""
+
+import json
+import math
+import resource
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+warnings.filterwarnings("ignore")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "parity" / "ref"))
+from _common import randomize_  # noqa: E402  (the parity suite's weight randomizer, shared on purpose)
+
+RECORD_PREFIX = "BENCH_RECORD "
+# Files the benchmark needs (a clip voice and no CVVP: the random-voice and CVVP weights are never loaded).
+WEIGHT_FILES = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth")
+STAGES = ("conditioning", "autoregressive", "ranking", "ar_latents", "diffusion", "vocoder")
+
+
+def build_models(kwargs: dict):
+    """Upstream's four networks at the sizes in ``kwargs`` (random init; weights come from files or randomize_)."""
+    from tortoise.models.autoregressive import UnifiedVoice
+    from tortoise.models.clvp import CLVP
+    from tortoise.models.diffusion_decoder import DiffusionTts
+    from tortoise.models.vocoder import UnivNetGenerator
+
+    gpt = UnifiedVoice(**kwargs["gpt"], checkpointing=False, train_solo_embeddings=False).eval()
+    diffusion = DiffusionTts(**kwargs["diffusion"], dropout=0, use_fp16=False, layer_drop=0,
+                             unconditioned_percentage=0).eval()
+    clvp = CLVP(**kwargs["clvp"], use_xformers=True).eval()  # as api.py builds it
+    vocoder = UnivNetGenerator(**kwargs["vocoder"])
+    return gpt, diffusion, clvp, vocoder
+
+
+def make_weights(spec: dict) -> None:
+    out = Path(spec["weights_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    seed = spec["seed"]
+    gpt, diffusion, clvp, vocoder = build_models(spec["models"])
+    parts = [("autoregressive.pth", gpt, None), ("diffusion_decoder.pth", diffusion, None), ("clvp2.pth", clvp, None),
+             ("vocoder.pth", vocoder, "model_g")]
+    for offset, (name, module, wrap) in enumerate(parts):
+        randomize_(module, seed + offset)
+        if name == "vocoder.pth":
+            # Scale the kernel predictors' output down by their fan-in, as the parity suite does: with unit-scale
+            # kernels the random vocoder's activations grow layer by layer into inf.
+            with torch.no_grad():
+                for block in module.res_stack:
+                    predictor = block.kernel_predictor
+                    scale = 1 / math.sqrt(predictor.conv_in_channels * predictor.conv_kernel_size)
+                    predictor.kernel_conv.weight_g.mul_(scale)
+                    predictor.kernel_conv.bias.mul_(scale)
+        state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        partial = out / (name + ".partial")
+        torch.save({wrap: state} if wrap else state, partial)
+        partial.replace(out / name)
+        del state
+
+
+class StageTimer:
+    """Seconds per stage, accumulated by wrappers around upstream's functions."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds = {}
+
+    def wrap(self, stage: str, function):
+        def timed(*args, **kwargs):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            start = time.perf_counter()
+            result = function(*args, **kwargs)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            return result
+        return timed
+
+
+def read_clips(paths):
+    import soundfile
+
+    clips = []
+    for path in paths:
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        assert rate == 22050, f"{path}: the benchmark's clips are written at 22.05 kHz"
+        clips.append(torch.from_numpy(data.T[:1].copy()))  # (1, N)
+    return clips
+
+
+def run(spec: dict) -> dict:
+    import tortoise.api as api
+    from tortoise.api import TextToSpeech
+    from tortoise.utils.tokenizer import VoiceBpeTokenizer
+
+    device = torch.device(spec["device"])
+    notes = []
+    loaded = time.perf_counter()
+    gpt, diffusion, clvp, vocoder = build_models(spec["models"])
+    weights = Path(spec["weights_dir"])
+    for module, name in ((gpt, "autoregressive.pth"), (diffusion, "diffusion_decoder.pth"), (clvp, "clvp2.pth")):
+        module.load_state_dict(torch.load(weights / name, map_location="cpu"))
+    vocoder.load_state_dict(torch.load(weights / "vocoder.pth", map_location="cpu")["model_g"])
+    vocoder.eval(inference=True)
+    options = spec["options"]
+    half = bool(options.get("half")) and device.type == "cuda"
+    deepspeed = bool(options.get("deepspeed")) and device.type == "cuda"
+    gpt.post_init_gpt2_config(use_deepspeed=deepspeed, kv_cache=bool(options.get("kv_cache")), half=half)
+    tts = TextToSpeech.__new__(TextToSpeech)
+    tts.__dict__.update(
+        models_dir=None, enable_redaction=False, device=device, tokenizer=VoiceBpeTokenizer(), half=half,
+        autoregressive=gpt, diffusion=diffusion, clvp=clvp, cvvp=None, vocoder=vocoder, rlg_auto=None,
+        rlg_diffusion=None, autoregressive_batch_size=spec["batch_size"],
+    )
+    load_s = time.perf_counter() - loaded
+
+    timer = StageTimer(device)
+    chosen = {}
+    plain_forward = gpt.forward
+
+    def forward(*args, **kwargs):  # the AR model's latent pass: its fourth argument is the chosen codes
+        if kwargs.get("return_latent"):
+            chosen["codes"] = args[3].clone()
+        return plain_forward(*args, **kwargs)
+
+    tts.get_conditioning_latents = timer.wrap("conditioning", tts.get_conditioning_latents)
+    gpt.inference_speech = timer.wrap("autoregressive", gpt.inference_speech)
+    clvp.forward = timer.wrap("ranking", clvp.forward)
+    gpt.forward = timer.wrap("ar_latents", forward)
+    api.do_spectrogram_diffusion = timer.wrap("diffusion", api.do_spectrogram_diffusion)
+    vocoder.inference = timer.wrap("vocoder", vocoder.inference)
+
+    clips = read_clips(spec["clips"])
+    times, stage_times, wav = [], {stage: [] for stage in STAGES}, None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(spec["repeats"]):
+        timer.seconds = {}
+        start = time.perf_counter()
+        wav = tts.tts(spec["text"], voice_samples=clips, k=1, verbose=False, use_deterministic_seed=spec["seed"],
+                      **spec["settings"])
+        times.append(time.perf_counter() - start)
+        for stage in STAGES:
+            stage_times[stage].append(timer.seconds.get(stage, 0.0))
+    stage_times["diffusion_and_vocoder"] = [d + v for d, v in zip(stage_times["diffusion"], stage_times["vocoder"])]
+
+    wav = wav.reshape(-1).float().cpu()
+    if spec.get("wav"):
+        import soundfile
+
+        Path(spec["wav"]).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(spec["wav"], wav.numpy(), 24000, subtype="FLOAT")
+    if options.get("half") and not half:
+        notes.append("upstream's half precision is CUDA autocast only; this run stayed float32")
+    if options.get("deepspeed") and not deepspeed:
+        notes.append("DeepSpeed needs CUDA; upstream ran its PyTorch decoder")
+    record = {
+        "impl": "reference",
+        "device": str(device),
+        "times_s": times,
+        "stage_times_s": stage_times,
+        "load_s": load_s,
+        "audio_s": wav.numel() / 24000,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "codes": chosen["codes"].reshape(-1).tolist(),
+        "notes": notes,
+        "versions": {"torch": torch.__version__, "tortoise-tts": _version("tortoise-tts"),
+                     "transformers": _version("transformers")},
+    }
+    if device.type == "cuda":
+        record["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    record["median_s"] = statistics.median(times)
+    return record
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    mode, spec_path = sys.argv[1], sys.argv[2]
+    spec = json.loads(Path(spec_path).read_text())
+    torch.set_grad_enabled(False)
+    if mode == "weights":
+        make_weights(spec)
+    elif mode == "run":
+        print(RECORD_PREFIX + json.dumps(run(spec)), flush=True)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}; use weights or run")

@@ -1,0 +1,109 @@
+"""Smoke tests of the benchmark: quick mode runs on tiny models and writes its files. It is not a speed test.
+
+One quick run with the reference (shared by most tests) and one without; the tiny weights are made once into a
+module-scoped folder by the reference environment, as the full benchmark makes the official-size ones.
+"""
+
+import json
+import math
+
+import pytest
+
+from tortoise_lab import cli
+from tortoise_lab.bench import CONFIGS, FASTER_PRESET, markdown_table, run_benchmark
+
+pytestmark = pytest.mark.slow
+
+LOSSLESS = ("baseline", "kv_cache", "compile")  # fp32 on CPU: these must give our baseline's codes exactly
+OURS = ("baseline", "kv_cache", FASTER_PRESET)
+REQUIRED = {"impl": str, "config": str, "preset": str, "median_s": float, "peak_mb": float, "times_s": list,
+            "stages_s": dict, "device": str, "notes": list, "repeats": int, "max_mel_tokens": int}
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench-weights")
+
+
+@pytest.fixture(scope="module")
+def with_reference(weights_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench-ref")
+    code = cli.main(["bench", "--quick", "--against-reference", "--configs", ",".join(OURS), "--out-dir", str(out),
+                     "--weights-dir", str(weights_dir)])
+    return code, out
+
+
+def test_quick_run_with_reference_writes_json_markdown_and_chart(with_reference):
+    code, out = with_reference
+    assert code == 0
+    records = json.loads((out / "bench.json").read_text())
+    assert [(r["impl"], r["config"]) for r in records] == (
+        [("tortoise_lab", name) for name in OURS] + [("reference", "baseline"), ("reference", "kv_cache")])
+    for record in records:
+        assert "error" not in record
+        for key, kind in REQUIRED.items():
+            assert isinstance(record[key], kind), (record["config"], key)
+        assert record["impl"] in ("tortoise_lab", "reference")
+        assert set(record["stages_s"]) >= {"conditioning", "autoregressive", "ranking", "ar_latents",
+                                           "diffusion_and_vocoder"}
+        assert record["median_s"] > 0 and record["peak_mb"] > 0 and record["ar_tokens_per_s"] > 0
+        assert record["rtf"] > 0 and len(record["times_s"]) == record["repeats"] == 1
+        assert isinstance(record["codes_equal_to_baseline"], bool)
+        assert (out / "wavs" / f"{record['impl']}-{record['config']}.wav").is_file()
+        assert record["speedup_vs_reference_kv_off"] > 0 and record["speedup_vs_reference_kv_on"] > 0
+    table = (out / "bench.md").read_text()
+    assert all(f"| {name} | tortoise_lab |" in table for name in OURS) and "| baseline | reference |" in table
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lossless_options_keep_the_codes_and_lossy_ones_say_what_they_cost(with_reference):
+    _, out = with_reference
+    ours = {r["config"]: r for r in json.loads((out / "bench.json").read_text()) if r["impl"] == "tortoise_lab"}
+    for name, record in ours.items():
+        if name in LOSSLESS:
+            assert record["codes_equal_to_baseline"] is True, name
+    kv = ours["kv_cache"]["vs_baseline"]
+    assert kv["identical"] and kv["snr_db"] == "inf" and kv["mcd_db"] == 0
+    lossy = ours[FASTER_PRESET]["vs_baseline"]  # int8 and 10 DPM++ steps: a measured, non-zero difference
+    assert not lossy["identical"] and lossy["log_mel_distance"] > 0 and math.isfinite(lossy["mcd_db"])
+    assert ours[FASTER_PRESET]["settings"]["int8"] is True and ours[FASTER_PRESET]["settings"]["sampler"] == "dpm++2m"
+
+
+def test_reference_without_kv_cache_gives_our_codes(with_reference):
+    _, out = with_reference
+    records = {(r["impl"], r["config"]): r for r in json.loads((out / "bench.json").read_text())}
+    assert records[("reference", "baseline")]["codes_equal_to_baseline"] is True  # parity, on the same weights
+    assert records[("reference", "baseline")]["vs_baseline"]["snr_db"] > 60
+
+
+def test_quick_run_without_reference_writes_the_json_file(weights_dir, tmp_path):
+    path = tmp_path / "records.json"
+    records = run_benchmark(quick=True, configs=["kv_cache"], json_path=path, weights_dir=weights_dir, log=None)
+    assert json.loads(path.read_text()) == json.loads(json.dumps(records))
+    assert [(r["impl"], r["config"]) for r in records] == [("tortoise_lab", "kv_cache")]
+    assert records[0]["codes_equal_to_baseline"] is None  # no baseline in this run: nothing to compare with
+    assert records[0]["speedup_vs_reference_kv_on"] is None and not (tmp_path / "bench.md").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--configs", "kv_cache,turbo"], "Unknown config 'turbo'. Available: baseline"),
+    (["--repeats", "0"], "--repeats must be at least 1"),
+    (["--max-mel-tokens", "0"], "--max-mel-tokens must be between 1 and"),
+    (["--preset", "turbo"], "Unknown preset 'turbo'"),
+    (["--against-reference", "--preset", FASTER_PRESET], "The reference runs only upstream's presets"),
+])
+def test_a_bad_option_is_one_clear_error(argv, message, capsys):
+    assert cli.main(["bench", "--quick", *argv]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_failed_configuration_is_a_row_not_a_crash():
+    table = markdown_table([{"impl": "tortoise_lab", "config": "compile", "error": "compile failed: boom"}])
+    assert "| compile | tortoise_lab | failed |" in table and "boom" in table
+
+
+def test_every_config_is_documented_and_the_faster_preset_is_a_preset():
+    from tortoise_lab.config import PRESETS
+
+    assert FASTER_PRESET in PRESETS and all(config.description for config in CONFIGS.values())

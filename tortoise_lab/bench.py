@@ -1,0 +1,592 @@
+"""Time every stage of synthesis per option combination, beside upstream tortoise-tts on the same random weights.
+
+    records = run_benchmark(quick=True, against_reference=True, out_dir="bench-out")
+
+How it measures (see benchmarks/README.md):
+
+* **Same weights.** Random, well-scaled weights at the official sizes (``tiny`` in quick mode) are made once by the
+  reference environment (``benchmarks/ref_bench.py weights``), saved in the official file formats and cached under
+  ``--weights-dir``; ours loads the very same files with ``official_models``. Random weights never emit the stop
+  token, so every run draws exactly ``max_mel_tokens`` codes per sample: both sides do the same work.
+* **Same work.** The same text, the same voice clips (``tom``'s, cut to the 6 s conditioning window so neither side
+  crops at random), the same preset settings and seed. With the same seed our codes equal upstream's (the parity
+  suite proves it; each record says whether it held here).
+* **One process per configuration.** Peak memory (``ru_maxrss``) is then the configuration's own, and no cache,
+  compiled graph or warm allocator carries over. A worker loads the models, prepares what is prepared once per
+  model (the decoder, int8 copies, the voice's latent cache for configurations that use it), runs one untimed
+  warm-up only for torch.compile, then the timed repeats, and prints one JSON record.
+* **Medians** over the repeats, per stage and in total.
+
+The benchmark is not a test: ``tests/test_bench.py`` only checks that quick mode runs and writes its files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["BenchConfig", "CONFIGS", "DEFAULT_CONFIGS", "FASTER_PRESET", "run_benchmark", "ensure_weights",
+           "upstream_model_kwargs", "markdown_table", "plot_records", "reference_python"]
+
+REPO = Path(__file__).resolve().parent.parent
+REF_WORKER = REPO / "benchmarks" / "ref_bench.py"
+RECORD_PREFIX = "BENCH_RECORD "  # a worker's last stdout line: this prefix, then its JSON record
+FASTER_PRESET = "ultra_fast_int8_dpm"
+DEFAULT_TEXT = "The quick brown fox jumps over the lazy dog."
+DEFAULT_VOICE = "tom"
+DEFAULT_SEED = 3
+WEIGHTS_SEED = 1234  # the shared random weights; independent of --seed so a new seed does not remake 4 GB
+DEFAULT_MAX_MEL_TOKENS = 48
+QUICK_MAX_MEL_TOKENS = 16
+QUICK_SAMPLES = 4  # AR samples per run in quick mode (the preset's 16 elsewhere)
+QUICK_CLIPS = 2  # voice clips in quick mode (upstream's conditioning costs seconds per clip even for tiny models)
+MAX_BATCH = 16  # AR samples decoded together, as upstream's default on CPU
+FAST_REPEATS = 3
+SLOW_REPEATS = 1  # KV cache off: minutes per run at the official size
+OFFICIAL_SIZE, QUICK_SIZE = "tortoise-v2", "tiny"
+STAGES = ("conditioning", "autoregressive", "ranking", "ar_latents", "diffusion_and_vocoder")
+STAGE_LABELS = {"conditioning": "cond", "autoregressive": "AR", "ranking": "rank", "ar_latents": "AR lat",
+                "diffusion_and_vocoder": "diff+voc"}
+WEIGHT_FILES = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth")
+WEIGHTS_STAMP = "bench-weights.json"  # written last: a folder without it is an interrupted creation
+EXPECTED_NOTE = "without a stop token"  # random weights never stop: every run says so, the table need not
+# The Settings that upstream's tts() takes under the same names.
+UPSTREAM_TTS_SETTINGS = ("num_autoregressive_samples", "temperature", "length_penalty", "repetition_penalty",
+                         "top_p", "max_mel_tokens", "cvvp_amount", "diffusion_iterations", "cond_free", "cond_free_k",
+                         "diffusion_temperature")
+UPSTREAM_PRESETS = ("ultra_fast", "fast", "standard", "high_quality")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One option combination. ``options`` are Settings overrides; ``preset`` None means the run's --preset;
+    ``reference`` is upstream's equivalent (its TextToSpeech options) or None where upstream has none."""
+
+    description: str
+    options: dict
+    preset: str | None = None
+    reference: dict | None = None
+    cuda_only: bool = False  # upstream's version of it only exists on CUDA (its half is CUDA autocast)
+
+
+# The option configurations recompute the conditioning latents every run (latent_cache off), as upstream does.
+CONFIGS: dict[str, BenchConfig] = {
+    "baseline": BenchConfig("KV cache off: every step recomputes the whole sequence (upstream's CLI default)",
+                            {"kv_cache": False, "latent_cache": False}, reference={"kv_cache": False}),
+    "kv_cache": BenchConfig("KV cache on (our default)", {"kv_cache": True, "latent_cache": False},
+                            reference={"kv_cache": True}),
+    "half": BenchConfig("KV cache + half precision (bf16/fp16 autocast; CUDA only)",
+                        {"half": True, "latent_cache": False}, reference={"kv_cache": True, "half": True},
+                        cuda_only=True),
+    "deepspeed": BenchConfig("KV cache + DeepSpeed's fused decoder kernels (CUDA only)",
+                             {"deepspeed": True, "latent_cache": False},
+                             reference={"kv_cache": True, "deepspeed": True}, cuda_only=True),
+    "compile": BenchConfig("KV cache + torch.compile'd decode step (one untimed warm-up run compiles it)",
+                           {"compile": True, "latent_cache": False}),
+    "all": BenchConfig("KV cache + half + DeepSpeed + compile (each where it applies)",
+                       {"half": True, "deepspeed": True, "compile": True, "latent_cache": False},
+                       reference={"kv_cache": True, "half": True, "deepspeed": True}, cuda_only=True),
+    "int8": BenchConfig("KV cache + int8 decoder and CLVP (CPU; lossy)", {"int8": True, "latent_cache": False}),
+    FASTER_PRESET: BenchConfig("the faster preset: int8, DPM++(2M) in 10 steps, cached conditioning latents",
+                               {}, preset=FASTER_PRESET),
+}
+DEFAULT_CONFIGS = ("baseline", "kv_cache", "half", "deepspeed", "compile", "all", FASTER_PRESET)
+
+
+# ------------------------------------------------------------------------------------------------- options
+
+
+@dataclass
+class BenchOptions:
+    """What ``run_benchmark`` was asked for, with the defaults resolved (see ``resolve``)."""
+
+    quick: bool = False
+    against_reference: bool = False
+    max_mel_tokens: int | None = None  # None: 48, or 16 in quick mode
+    preset: str = "ultra_fast"
+    repeats: int | None = None  # None: 3 (1 with the KV cache off), or 1 in quick mode
+    configs: tuple[str, ...] = DEFAULT_CONFIGS
+    json_path: Path | None = None
+    out_dir: Path | None = None
+    seed: int = DEFAULT_SEED
+    weights_dir: Path | None = None
+    text: str = DEFAULT_TEXT
+    device: str | None = None
+
+    def resolve(self) -> "BenchOptions":
+        """Check every option (ValueError naming it and the allowed values) and fill in the defaults."""
+        from tortoise_lab.config import PRESETS
+
+        configs = tuple(dict.fromkeys(self.configs))  # drop repeats, keep the order
+        unknown = [name for name in configs if name not in CONFIGS]
+        if unknown or not configs:
+            raise ValueError(f"Unknown config {unknown[0] if unknown else ''!r}. Available: {', '.join(CONFIGS)}.")
+        if self.preset not in PRESETS:
+            raise ValueError(f"Unknown preset {self.preset!r}. Available: {', '.join(PRESETS)}.")
+        if self.against_reference and self.preset not in UPSTREAM_PRESETS:
+            raise ValueError(f"The reference runs only upstream's presets ({', '.join(UPSTREAM_PRESETS)}); "
+                             f"{self.preset!r} is ours. Compare it with --configs {self.preset} instead.")
+        if self.repeats is not None and self.repeats < 1:
+            raise ValueError("--repeats must be at least 1.")
+        tokens = self.max_mel_tokens if self.max_mel_tokens is not None else (
+            QUICK_MAX_MEL_TOKENS if self.quick else DEFAULT_MAX_MEL_TOKENS)
+        from tortoise_lab.models.gpt import GPTConfig
+
+        limit = GPTConfig.from_name(QUICK_SIZE if self.quick else OFFICIAL_SIZE).max_mel_tokens
+        if not 1 <= tokens <= limit:
+            raise ValueError(f"--max-mel-tokens must be between 1 and {limit} for "
+                             f"{'the tiny' if self.quick else 'the official'} model; got {tokens}.")
+        if not self.text.strip():
+            raise ValueError("The benchmark text is empty.")
+        return dataclasses.replace(self, configs=configs, max_mel_tokens=tokens,
+                                   json_path=Path(self.json_path) if self.json_path else None,
+                                   out_dir=Path(self.out_dir) if self.out_dir else None,
+                                   weights_dir=Path(self.weights_dir) if self.weights_dir else None)
+
+    @property
+    def size(self) -> str:
+        return QUICK_SIZE if self.quick else OFFICIAL_SIZE
+
+    def repeats_for(self, config: BenchConfig) -> int:
+        if self.repeats is not None:
+            return self.repeats
+        if self.quick:
+            return 1
+        return SLOW_REPEATS if config.options.get("kv_cache") is False else FAST_REPEATS
+
+
+# ------------------------------------------------------------------------------------------------- weights
+
+
+def reference_python() -> Path:
+    """The reference environment's python: $TORTOISE_LAB_REF_PYTHON, else the repository's .venv-ref."""
+    return Path(os.environ.get("TORTOISE_LAB_REF_PYTHON", REPO / ".venv-ref" / "bin" / "python"))
+
+
+def upstream_model_kwargs(size: str) -> dict:
+    """Upstream's constructor arguments for each network at one of our named sizes."""
+    from tortoise_lab.models.clvp import CLVPConfig
+    from tortoise_lab.models.diffusion import DiffusionConfig
+    from tortoise_lab.models.gpt import GPTConfig
+    from tortoise_lab.models.vocoder import VocoderConfig
+
+    gpt, clvp, vocoder = GPTConfig.from_name(size), CLVPConfig.from_name(size), VocoderConfig.from_name(size)
+    return {
+        "gpt": dict(layers=gpt.layers, model_dim=gpt.model_dim, heads=gpt.heads, max_mel_tokens=gpt.max_mel_tokens,
+                    max_text_tokens=gpt.max_text_tokens, max_conditioning_inputs=gpt.max_conditioning_inputs,
+                    number_text_tokens=gpt.number_text_tokens, start_text_token=gpt.start_text_token),
+        "diffusion": dataclasses.asdict(DiffusionConfig.from_name(size)),
+        # The sequence lengths are api.py's; with use_xformers (as api.py builds CLVP) they size no parameter.
+        "clvp": dict(dim_text=clvp.dim_text, dim_speech=clvp.dim_speech, dim_latent=clvp.dim_latent,
+                     num_text_tokens=clvp.num_text_tokens, num_speech_tokens=clvp.num_speech_tokens,
+                     text_enc_depth=clvp.text_depth, speech_enc_depth=clvp.speech_depth,
+                     text_heads=clvp.text_heads, speech_heads=clvp.speech_heads, text_seq_len=350,
+                     speech_seq_len=430),
+        "vocoder": dict(noise_dim=vocoder.noise_dim, channel_size=vocoder.channel_size,
+                        dilations=list(vocoder.dilations), strides=list(vocoder.strides),
+                        lReLU_slope=vocoder.leaky_relu_slope, kpnet_conv_size=vocoder.kpnet_conv_size,
+                        hop_length=vocoder.hop_length, n_mel_channels=vocoder.n_mel_channels),
+    }
+
+
+def default_weights_dir() -> Path:
+    from tortoise_lab.assets import data_dir
+
+    return data_dir() / "bench-weights"
+
+
+def ensure_weights(size: str, weights_dir: Path | None = None, seed: int = WEIGHTS_SEED,
+                   log: Callable[[str], None] = print) -> Path:
+    """The folder of shared random weights for ``size``, made by the reference environment on first use."""
+    folder = Path(weights_dir or default_weights_dir()) / f"{size}-seed{seed}"
+    stamp = folder / WEIGHTS_STAMP
+    if stamp.is_file() and all((folder / name).is_file() for name in WEIGHT_FILES):
+        return folder
+    python = reference_python()
+    if not python.exists():
+        raise FileNotFoundError(f"The shared benchmark weights are made by the reference environment, and {python} "
+                                "is missing; create it with `bash scripts/setup-reference.sh`.")
+    log(f"Making the shared random {size} weights in {folder} (once; the official size takes a few minutes "
+        "and about 3 GB)...")
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {"weights_dir": str(folder), "seed": seed, "models": upstream_model_kwargs(size)}
+    spec_path = folder / "weights-spec.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    done = subprocess.run([str(python), str(REF_WORKER), "weights", str(spec_path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"Making the benchmark weights failed:\n{done.stderr[-4000:]}")
+    stamp.write_text(json.dumps({"size": size, "seed": seed, "files": list(WEIGHT_FILES),
+                                 "made_by": "benchmarks/ref_bench.py weights"}, indent=1))
+    return folder
+
+
+def write_clips(folder: Path, voice: str = DEFAULT_VOICE, count: int | None = None) -> list[Path]:
+    """The voice's clips (the first ``count``, or all) cut to the 6 s conditioning window (longer clips would be
+    cropped at random starts, drawn differently by the two sides), written losslessly (float WAV at 22.05 kHz)."""
+    from tortoise_lab.audio import CONDITIONING_SAMPLES, INPUT_SAMPLE_RATE, save_audio
+    from tortoise_lab.voices import load_voice
+
+    try:
+        clips = load_voice(voice).clips
+    except ValueError as error:
+        raise FileNotFoundError(f"The benchmark speaks as {voice!r}, a built-in voice: {error}") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    return [save_audio(folder / f"{i}.wav", clip[:, :CONDITIONING_SAMPLES], INPUT_SAMPLE_RATE)
+            for i, clip in enumerate(clips[:count])]
+
+
+# ------------------------------------------------------------------------------------------------- running
+
+
+def _peak_mb() -> float:
+    """The process's peak resident memory in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if platform.system() == "Darwin" else peak / 1024
+
+
+def _run_worker(command: list[str], label: str, out_dir: Path | None = None) -> dict:
+    """Run one worker process; its record, or {"error": ...} with its last line of output when it failed (the
+    whole output goes to ``out_dir/logs/`` when there is an out_dir)."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RECORD_PREFIX)]
+    if done.returncode != 0 or not lines:
+        output = (done.stderr or done.stdout).strip().splitlines() or ["(no output)"]
+        where = ""
+        if out_dir is not None:
+            log = out_dir / "logs" / f"{label.replace('/', '-')}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(done.stdout + "\n" + done.stderr)
+            where = f" (whole output: {log})"
+        return {"error": f"{label} failed (exit {done.returncode}): {output[-1]}{where}"}
+    return json.loads(lines[-1][len(RECORD_PREFIX):])
+
+
+def _median_record(record: dict, samples: int, tokens: int) -> dict:
+    """Add medians, AR tokens/s and the real-time factor to a worker's raw record."""
+    times = record["times_s"]
+    record["median_s"] = statistics.median(times)
+    record["stages_s"] = {stage: statistics.median(values) for stage, values in record["stage_times_s"].items()}
+    ar = record["stages_s"].get("autoregressive") or 0.0
+    record["ar_tokens_per_s"] = samples * tokens / ar if ar > 0 else None
+    record["rtf"] = record["median_s"] / record["audio_s"] if record.get("audio_s") else None
+    return record
+
+
+def run_benchmark(quick: bool = False, against_reference: bool = False, max_mel_tokens: int | None = None,
+                  preset: str = "ultra_fast", repeats: int | None = None, configs=DEFAULT_CONFIGS,
+                  json_path: str | Path | None = None, out_dir: str | Path | None = None, seed: int = DEFAULT_SEED,
+                  weights_dir: str | Path | None = None, text: str = DEFAULT_TEXT, device: str | None = None,
+                  log: Callable[[str], None] | None = print) -> list[dict]:
+    """Run every configuration (ours, then upstream's where asked) and write the reports; returns the records.
+
+    Raises ValueError for a bad option (before anything runs). A configuration that fails is recorded with an
+    ``error`` and the others still run.
+    """
+    options = BenchOptions(quick, against_reference, max_mel_tokens, preset, repeats, tuple(configs), json_path,
+                           out_dir, seed, weights_dir, text, device).resolve()
+    say = log or (lambda message: None)
+    from tortoise_lab.device import choose_device
+
+    device_name = str(choose_device(options.device))
+    if against_reference and not reference_python().exists():
+        raise FileNotFoundError(f"--against-reference needs the reference environment at {reference_python()}; "
+                                "create it with `bash scripts/setup-reference.sh`.")
+    weights = ensure_weights(options.size, options.weights_dir, log=say)
+    with tempfile.TemporaryDirectory(prefix="tortoise-bench-") as scratch:
+        work = Path(scratch)
+        wav_dir = (options.out_dir / "wavs") if options.out_dir else work / "wavs"
+        clips = write_clips(work / "clips", count=QUICK_CLIPS if options.quick else None)
+        records = [_run_ours(name, options, weights, clips, work, wav_dir, device_name, say)
+                   for name in options.configs]
+        if options.against_reference:
+            records += [_run_reference(name, options, weights, clips, work, wav_dir, device_name, say)
+                        for name in _reference_configs(options, device_name, say)]
+        _compare(records)
+    for record in records:
+        record.pop("codes", None)
+        record.pop("_wav", None)
+    write_reports(records, options, say)
+    return records
+
+
+def _reference_configs(options: BenchOptions, device: str, say) -> list[str]:
+    names = []
+    for name in options.configs:
+        config = CONFIGS[name]
+        if config.reference is None:
+            continue
+        if config.cuda_only and not device.startswith("cuda"):
+            say(f"reference/{name}: skipped (upstream's half precision and DeepSpeed need CUDA)")
+            continue
+        names.append(name)
+    return names
+
+
+def _settings_for(name: str, options: BenchOptions):
+    """Our Settings for a configuration, and the overrides that give them."""
+    from tortoise_lab.pipeline import Settings
+
+    config = CONFIGS[name]
+    preset = config.preset or options.preset
+    overrides = dict(config.options, max_mel_tokens=options.max_mel_tokens)
+    if options.quick:
+        overrides["num_autoregressive_samples"] = QUICK_SAMPLES
+    samples = Settings.from_preset(preset, **overrides).num_autoregressive_samples
+    overrides["batch_size"] = min(MAX_BATCH, samples)
+    if options.device:
+        overrides["device"] = options.device
+    return preset, overrides, Settings.from_preset(preset, **overrides)
+
+
+def _base_record(impl: str, name: str, preset: str, settings, options: BenchOptions, repeats: int) -> dict:
+    return {"impl": impl, "config": name, "preset": preset, "description": CONFIGS[name].description,
+            "size": options.size, "repeats": repeats, "seed": options.seed, "text": options.text,
+            "max_mel_tokens": settings.max_mel_tokens, "num_autoregressive_samples": settings.num_autoregressive_samples,
+            "batch_size": settings.batch_size, "diffusion_iterations": settings.diffusion_iterations,
+            "sampler": settings.sampler if impl == "tortoise_lab" else "ddpm"}
+
+
+def _run_ours(name, options, weights, clips, work, wav_dir, device, say) -> dict:
+    preset, overrides, settings = _settings_for(name, options)
+    repeats = options.repeats_for(CONFIGS[name])
+    voices = work / "voices" / name / DEFAULT_VOICE  # a fresh copy per config: its latent cache is its own
+    voices.mkdir(parents=True)
+    for clip in clips:
+        shutil.copy2(clip, voices / clip.name)
+    wav = wav_dir / f"tortoise_lab-{name}.wav"
+    spec = {"config": name, "preset": preset, "overrides": overrides, "size": options.size, "weights_dir": str(weights),
+            "voices_dir": str(voices.parent), "voice": DEFAULT_VOICE, "text": options.text, "seed": options.seed,
+            "repeats": repeats, "warmup": bool(settings.compile), "wav": str(wav)}
+    spec_path = work / f"ours-{name}.json"
+    spec_path.write_text(json.dumps(spec))
+    say(f"tortoise_lab/{name}: {repeats} timed run(s)...")
+    raw = _run_worker([sys.executable, "-m", "tortoise_lab.bench", "--worker", str(spec_path)], f"tortoise_lab/{name}",
+                      options.out_dir)
+    return _finish({**_base_record("tortoise_lab", name, preset, settings, options, repeats), **raw}, settings, wav,
+                   options, say)
+
+
+def _run_reference(name, options, weights, clips, work, wav_dir, device, say) -> dict:
+    preset, overrides, settings = _settings_for(name, options)
+    repeats = options.repeats_for(CONFIGS[name])
+    wav = wav_dir / f"reference-{name}.wav"
+    spec = {"config": name, "options": CONFIGS[name].reference, "models": upstream_model_kwargs(options.size),
+            "weights_dir": str(weights), "clips": [str(c) for c in clips], "text": options.text, "seed": options.seed,
+            "repeats": repeats, "batch_size": settings.batch_size, "device": device, "wav": str(wav),
+            "settings": {key: getattr(settings, key) for key in UPSTREAM_TTS_SETTINGS}}
+    spec_path = work / f"reference-{name}.json"
+    spec_path.write_text(json.dumps(spec))
+    say(f"reference/{name}: {repeats} timed run(s)...")
+    raw = _run_worker([str(reference_python()), str(REF_WORKER), "run", str(spec_path)], f"reference/{name}",
+                      options.out_dir)
+    return _finish({**_base_record("reference", name, preset, settings, options, repeats), **raw}, settings, wav,
+                   options, say)
+
+
+def _finish(record: dict, settings, wav: Path, options: BenchOptions, say) -> dict:
+    """Medians and rates of a finished worker's record, and where its WAV is; errors pass through."""
+    if "error" in record:
+        say(f"  {record['error']}")
+        return record
+    record = _median_record(record, settings.num_autoregressive_samples, settings.max_mel_tokens)
+    record["wav"] = str(wav) if options.out_dir else None
+    record["_wav"] = str(wav)  # for the comparisons, also when the WAVs are in the scratch folder
+    say(f"  median {record['median_s']:.2f} s, peak {record['peak_mb']:.0f} MB")
+    return record
+
+
+def _compare(records: list[dict]) -> None:
+    """Codes and audio of every record against our baseline's; speed against upstream's two paths."""
+    from tortoise_lab.audio import OUTPUT_SAMPLE_RATE, load_audio
+    from tortoise_lab.compare import compare_waveforms
+
+    def find(impl, config):
+        return next((r for r in records if r["impl"] == impl and r["config"] == config and "error" not in r), None)
+
+    baseline = find("tortoise_lab", "baseline")
+    reference_off, reference_on = find("reference", "baseline"), find("reference", "kv_cache")
+    baseline_wav = load_audio(baseline["_wav"], OUTPUT_SAMPLE_RATE) if baseline else None
+    for record in records:
+        record.setdefault("codes_equal_to_baseline", None)
+        record.setdefault("vs_baseline", None)
+        record.setdefault("speedup_vs_reference_kv_off", None)
+        record.setdefault("speedup_vs_reference_kv_on", None)
+        if "error" in record:
+            continue
+        if baseline is not None:
+            record["codes_equal_to_baseline"] = record["codes"] == baseline["codes"]
+            if record is not baseline:
+                comparison = compare_waveforms(baseline_wav, load_audio(record["_wav"], OUTPUT_SAMPLE_RATE))
+                record["vs_baseline"] = comparison.to_dict()
+        for key, reference in (("speedup_vs_reference_kv_off", reference_off),
+                               ("speedup_vs_reference_kv_on", reference_on)):
+            if reference is not None:
+                record[key] = reference["median_s"] / record["median_s"]
+
+
+# ------------------------------------------------------------------------------------------------- reports
+
+
+def _fmt(value, digits: int = 2, suffix: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    return f"{value:.{digits}f}{suffix}"
+
+
+def markdown_table(records: list[dict]) -> str:
+    """One row per record: speed, ratios to upstream, stages, memory, throughput, and what the option costs."""
+    head = (["config", "impl", "median s", "× vs ref kv-off", "× vs ref kv-on"] + [STAGE_LABELS[s] for s in STAGES]
+            + ["peak MB", "AR tok/s", "RTF", "codes = baseline", "MCD dB", "SNR dB", "notes"])
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        if "error" in r:
+            rows.append(f"| {r['config']} | {r['impl']} | failed |" + " |" * (len(head) - 4) + f" {r['error'][:200]} |")
+            continue
+        versus = r.get("vs_baseline") or {}
+        equal = r.get("codes_equal_to_baseline")
+        cells = [r["config"], r["impl"], _fmt(r["median_s"]), _fmt(r.get("speedup_vs_reference_kv_off"), 1, "×"),
+                 _fmt(r.get("speedup_vs_reference_kv_on"), 1, "×")]
+        cells += [_fmt(r["stages_s"].get(stage)) for stage in STAGES]
+        cells += [_fmt(r["peak_mb"], 0), _fmt(r.get("ar_tokens_per_s"), 0), _fmt(r.get("rtf")),
+                  "–" if equal is None else ("yes" if equal else "no"), _fmt(versus.get("mcd_db")),
+                  _fmt(versus.get("snr_db"), 1), "; ".join(r.get("notes", [])).replace("|", "/")]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def plot_records(records: list[dict], path: str | Path | None = None):
+    """Median seconds per configuration as horizontal bars, stacked by stage; saved to ``path`` if given."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    done = [r for r in records if "error" not in r]
+    figure, axis = plt.subplots(figsize=(10, 1.2 + 0.45 * len(done)), constrained_layout=True)
+    labels = [f"{r['impl']}: {r['config']}" for r in done]
+    left = [0.0] * len(done)
+    for stage in STAGES + ("other",):
+        if stage == "other":  # what the stage medians leave of the total median (fix-up, bookkeeping)
+            widths = [max(0.0, r["median_s"] - sum(r["stages_s"].get(s, 0.0) for s in STAGES)) for r in done]
+        else:
+            widths = [r["stages_s"].get(stage, 0.0) for r in done]
+        axis.barh(labels, widths, left=left, label=STAGE_LABELS.get(stage, stage))
+        left = [a + b for a, b in zip(left, widths)]
+    for y, r in enumerate(done):
+        axis.text(left[y], y, f" {r['median_s']:.1f} s", va="center", fontsize=8)
+    axis.set_xlim(0, 1.15 * max(left, default=1.0))  # room for the totals written after the bars
+    axis.invert_yaxis()
+    axis.set(xlabel="median seconds per synthesis", title="tortoise_lab vs upstream tortoise-tts, by stage")
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3 if len(done) < 4 else -0.12), ncol=len(STAGES) + 1,
+                fontsize=8, frameon=False)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+    return figure
+
+
+def _header(records: list[dict], options: BenchOptions) -> str:
+    first = next((r for r in records if "error" not in r), {})
+    return (f"Size {options.size}, preset {options.preset}, {first.get('num_autoregressive_samples', '?')} AR samples "
+            f"x {options.max_mel_tokens} tokens (batch {first.get('batch_size', '?')}), seed {options.seed}, device "
+            f"{first.get('device', '?')}; medians over the repeats; text: \"{options.text}\".\n\n")
+
+
+def write_reports(records: list[dict], options: BenchOptions, say=print) -> None:
+    json_path = options.json_path or (options.out_dir / "bench.json" if options.out_dir else None)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(records, indent=1) + "\n")
+        say(f"records: {json_path}")
+    table = markdown_table(records)
+    if options.out_dir is not None:
+        (options.out_dir / "bench.md").write_text(_header(records, options) + table)
+        plot_records(records, options.out_dir / "bench.png")
+        say(f"table, chart and WAVs: {options.out_dir}")
+    say(table)
+
+
+# ------------------------------------------------------------------------------------------------- worker
+
+
+def _worker(spec: dict) -> dict:
+    """One configuration of ours in this process: load, prepare, warm up if needed, time; the raw record."""
+    import torch
+
+    from tortoise_lab.audio import save_audio
+    from tortoise_lab.device import choose_device
+    from tortoise_lab.model_set import official_models
+    from tortoise_lab.pipeline import Settings, TextToSpeech
+    from tortoise_lab.voices import load_voice
+
+    settings = Settings.from_preset(spec["preset"], **spec["overrides"])
+    device = choose_device(settings.device)
+    started = time.perf_counter()
+    models = official_models(spec["weights_dir"], device, size=spec["size"])
+    tts = TextToSpeech(models, progress=False)
+    voice = load_voice(spec["voice"], [spec["voices_dir"]])
+    load_s = time.perf_counter() - started
+
+    def speak():
+        return tts.tts(spec["text"], voice=voice, preset=spec["preset"], seed=spec["seed"], **spec["overrides"])
+
+    # Once-per-model preparation, outside the timings: the decoder with its options (int8 quantizes a copy here),
+    # the int8 CLVP, and, where the configuration uses it, the voice's latent cache (made once per voice).
+    started, notes = time.perf_counter(), []
+    decoder = tts._decoder(settings, notes)
+    if settings.int8 and device.type == "cpu":
+        tts._int8_clvp()
+    if settings.latent_cache:
+        tts.voice_latents(voice, torch.Generator(), cache=True)
+        notes.append("conditioning latents read from the voice's cache (made once before timing)")
+    if spec["warmup"]:
+        speak()  # torch.compile compiles the decode step on its first call
+    prepare_s = time.perf_counter() - started
+
+    times, stage_times, first = [], {stage: [] for stage in STAGES}, None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(spec["repeats"]):
+        gc.collect()
+        speech = speak()
+        first = first or speech
+        times.append(speech.timings["total"])
+        for stage in STAGES:
+            stage_times[stage].append(speech.timings.get(stage, 0.0))
+    notes += [n for n in first.notes if EXPECTED_NOTE not in n and n not in notes]
+    save_audio(spec["wav"], first.wav, first.sample_rate)
+    record = {
+        "impl": "tortoise_lab", "device": str(device), "times_s": times, "stage_times_s": stage_times,
+        "load_s": load_s, "prepare_s": prepare_s, "warmup": spec["warmup"], "audio_s": first.duration,
+        "peak_mb": _peak_mb(), "codes": first.codes[0].reshape(-1).tolist(), "used": decoder.used,
+        "settings": {k: v for k, v in first.settings.items() if k != "text_split"}, "notes": notes,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    if device.type == "cuda":
+        record["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        record["gpu"] = torch.cuda.get_device_name(device)
+    return record
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "--worker":
+        raise SystemExit("usage: python -m tortoise_lab.bench --worker SPEC.json (run by `tortoise-lab bench`)")
+    result = _worker(json.loads(Path(sys.argv[2]).read_text()))
+    print(RECORD_PREFIX + json.dumps(result), flush=True)
