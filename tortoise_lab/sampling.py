@@ -33,12 +33,21 @@ def prefill(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: torch.T
     """Fill the KV cache with the prompt; return the logits for the first mel code, (B, number_mel_codes).
 
     cond_latent: (B, C); text_tokens: (B, T). The cache must hold at least the prompt (1 + T+2 + 1 slots).
+    When every row has the same prompt (the usual case: B samples of one sentence), the prompt runs once and its
+    keys and values are written into every row of the cache, instead of B identical passes.
     """
-    prompt = model.prompt_embeddings(cond_latent, text_tokens)  # (B, P, C)
+    batch = cond_latent.shape[0]
+    rows = 1 if isinstance(model, UnifiedVoice) and _same_prompt(cond_latent, text_tokens) else batch
+    prompt = model.prompt_embeddings(cond_latent[:rows], text_tokens[:rows])  # (rows, P, C)
     _check_room(model, prompt.shape[1])
     input_pos = torch.arange(prompt.shape[1], device=prompt.device)
-    hidden = model.decode(prompt, input_pos)  # (B, P, C)
-    return model.mel_logits(hidden[:, -1])
+    hidden = model.decode(prompt, input_pos)  # (rows, P, C)
+    return model.mel_logits(hidden[:, -1]).expand(batch, -1)
+
+
+def _same_prompt(cond_latent: torch.Tensor, text_tokens: torch.Tensor) -> bool:
+    return cond_latent.shape[0] > 1 and bool((cond_latent == cond_latent[:1]).all()) and bool(
+        (text_tokens == text_tokens[:1]).all())
 
 
 def decode_one_token(model: UnifiedVoice, codes: torch.Tensor, mel_pos: torch.Tensor,

@@ -116,7 +116,8 @@ class KVCache(nn.Module):
         return self.k_cache.shape[2]
 
     def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B, H, T, D) at slots ``input_pos`` (T,); return the whole caches (B, H, S, D)."""
+        """Write k, v (B or 1, H, T, D) at slots ``input_pos`` (T,) of every row; return the whole caches
+        (B, H, S, D)."""
         self.k_cache[:, :, input_pos] = k
         self.v_cache[:, :, input_pos] = v
         return self.k_cache, self.v_cache
@@ -141,7 +142,10 @@ class CausalSelfAttention(nn.Module):
         else:
             if self.kv_cache is None:
                 raise RuntimeError("decode() was given input_pos but no KV cache is set up; call setup_caches() first")
-            k, v = self.kv_cache.update(input_pos, k, v)  # (B, H, S, D)
+            k, v = self.kv_cache.update(input_pos, k, v)  # (B_cache, H, S, D)
+            # A shared prompt runs as one row and is written into every row of the cache (the write broadcasts);
+            # it attends to its own row only.
+            k, v = k[:batch], v[:batch]
             # Each query sees the slots up to its own; slots not yet written are masked out the same way.
             slots = torch.arange(k.shape[2], device=x.device)
             mask = slots[None, :] <= input_pos[:, None]  # (T, S)
