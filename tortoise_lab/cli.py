@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, assets
+from .config import PRESETS
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -618,7 +619,7 @@ def _add_synthesis_options(parser: argparse.ArgumentParser, verb: str) -> None:
     voices.add_argument("-l", "--list-voices", action=flag, default=False,
                         help="print every available voice with its folder, and exit")
     voices.add_argument("-p", "--preset", default="fast", metavar="PRESET",
-                        help="quality/speed preset: ultra_fast, fast, standard or high_quality (default: fast)")
+                        help=f"quality/speed preset: {', '.join(PRESETS)} (default: fast)")
     voices.add_argument("-O", "--output-dir", "--output-path", dest="output_path", default=DEFAULT_OUTPUT_DIR,
                         metavar="DIR", help=f"folder for the WAV files and their JSON sidecars "
                                             f"(default: {DEFAULT_OUTPUT_DIR}/; --output-path is an older spelling)")
