@@ -19,10 +19,12 @@ fi
 .venv/bin/python -m ipykernel install --sys-prefix --name tortoise-lab --display-name "Python (tortoise-lab)" >/dev/null
 .venv/bin/tortoise-lab assets
 
+# The main job. Without the official weights it speaks with the small embedded model (and says so);
+# `.venv/bin/tortoise-lab download` fetches the official ones (about 4 GB).
 status=0
-.venv/bin/tortoise-lab speak "Hello from tortoise lab." --voice tom --preset ultra_fast || status=$?
+.venv/bin/tortoise-lab speak "Hello from tortoise lab." --preset ultra_fast --seed 1 -O output-audio-samples || status=$?
 if [ "$status" -eq 3 ]; then
-  echo "Set-up complete. The official weights are not here yet: run '.venv/bin/tortoise-lab download' to fetch them."
+  echo "Set-up complete, but no model could speak: run '.venv/bin/tortoise-lab download' for the official weights."
 elif [ "$status" -ne 0 ]; then
   exit "$status"
 fi

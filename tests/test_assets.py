@@ -111,7 +111,7 @@ def test_offline_download_fails_with_one_sentence_and_exit_3(tmp_path):
 
 
 def test_speak_without_weights_says_what_it_needs(tmp_path):
-    done = run_cli("speak", "Hello there.", "--models-dir", str(tmp_path), env={})
+    done = run_cli("speak", "Hello there.", "--model", "official", "--models-dir", str(tmp_path), env={})
     assert done.returncode == 3
     assert "tortoise-lab download" in done.stderr and "autoregressive.pth" in done.stderr
     assert "Traceback" not in done.stderr

@@ -375,7 +375,7 @@ def test_read_input_errors(capsys, tmp_path):
 
 
 def test_missing_weights_say_how_to_get_them(capsys, tmp_path):
-    rc = run("speak", "Hello there.", "--models-dir", tmp_path / "models")
+    rc = run("speak", "Hello there.", "--model", "official", "--models-dir", tmp_path / "models")
     line = _one_line_error(capsys, 3, rc, "tortoise-lab download", "autoregressive.pth", "--tiny")
     assert "rlg_auto.pth" in line  # the default random voice needs its generators too
     assert not (tmp_path / cli.DEFAULT_OUTPUT_DIR).exists()

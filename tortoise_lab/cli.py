@@ -230,6 +230,45 @@ def _check_weights(args: argparse.Namespace, specs: list[str], settings) -> None
             f"or add --tiny to try the pipeline on random weights.", EXIT_NEEDS_FETCH)
 
 
+RANDOM_VOICE_SPEC = "random"
+# The embedded model has no random voice; this project voice (one of its training speakers) stands in.
+EMBEDDED_DEFAULT_VOICE = "espeak_us_m3"
+
+
+def _resolve_model(args: argparse.Namespace, specs: list[str], settings) -> list[str]:
+    """Decide which model speaks (sets ``args.resolved_model``) and return the voice specs it will use.
+
+    --tiny: random tiny weights. --model official: the official weights or a one-sentence error. --model embedded:
+    the small model shipped in the package. auto (default): official when its weights are here, else embedded.
+    """
+    from tortoise_lab.model_set import embedded_available
+
+    if args.tiny:
+        args.resolved_model = "tiny"
+        return specs
+    choice = args.model
+    if choice == "auto":
+        try:
+            _check_weights(args, specs, settings)
+            choice = "official"
+        except CliError:
+            if not embedded_available():
+                raise
+            choice = "embedded"
+            _say(args, "Official weights not found: speaking with the embedded tiny model (trained on espeak-ng "
+                       "speech). `tortoise-lab download` fetches the official model.")
+    elif choice == "official":
+        _check_weights(args, specs, settings)
+    elif not embedded_available():
+        raise CliError("the embedded model is not in this installation; train it with `python -m tortoise_lab.train` "
+                       "or use --model official.", EXIT_NEEDS_FETCH)
+    args.resolved_model = choice
+    if choice == "embedded" and RANDOM_VOICE_SPEC in specs:
+        _say(args, f"The embedded model has no random voice: using the voice {EMBEDDED_DEFAULT_VOICE!r}.")
+        specs = [EMBEDDED_DEFAULT_VOICE if spec == RANDOM_VOICE_SPEC else spec for spec in specs]
+    return specs
+
+
 def _tokenizer():
     """The official tokenizer, without fetching anything (a missing asset is a CliError, exit 3)."""
     from tortoise_lab.text import Tokenizer
@@ -293,6 +332,10 @@ class _Session:
             print("--tiny: using random tiny weights; the audio is noise, not speech (for trying the pipeline).",
                   flush=True)
             models = random_models("tiny", seed=TINY_WEIGHTS_SEED, device=device)
+        elif getattr(args, "resolved_model", "official") == "embedded":
+            from tortoise_lab.model_set import embedded_models
+
+            models = embedded_models(device=device)
         else:
             _say(args, f"Loading the official weights onto {device}...")
             models = official_models(args.models_dir, device)
@@ -301,6 +344,8 @@ class _Session:
         return cls(device, models, tts, args.command)
 
     def check_length(self, settings) -> None:
+        if self.models.kind == "embedded":
+            return  # the preset's 500 codes are more than its 300; the pipeline stops at its own limit
         limit = self.models.gpt.config.mel_positions
         if settings.max_mel_tokens > limit:
             raise CliError(f"--max-mel-tokens {settings.max_mel_tokens} is more than this model can draw; "
@@ -393,7 +438,7 @@ def cmd_speak(args: argparse.Namespace) -> int:
             raise CliError("-o/--output names one file, so it takes one voice and one candidate; "
                            "use -O/--output-dir for several.")
         _check_audio_suffix(Path(args.output))
-    _check_weights(args, specs, settings)
+    specs = _resolve_model(args, specs, settings)
     tokenizer = _tokenizer()
     _check_pronounceable(text, tokenizer)
     session = _Session.open(args, device, tokenizer)
@@ -471,7 +516,7 @@ def cmd_read(args: argparse.Namespace) -> int:
                        f"(0 to {len(chunks) - 1}).")
     device = _choose_device(settings.device)
     specs = _voice_specs(args)
-    _check_weights(args, specs, settings)
+    specs = _resolve_model(args, specs, settings)
     tokenizer = _tokenizer()
     _check_pronounceable(text, tokenizer)
     session = _Session.open(args, device, tokenizer)
@@ -643,6 +688,10 @@ def _add_synthesis_options(parser: argparse.ArgumentParser, verb: str) -> None:
     run.add_argument("--models-dir", default=None, metavar="DIR",
                      help="folder holding the official .pth files (default: $TORTOISE_LAB_MODELS_DIR, else the "
                           "huggingface_hub cache)")
+    run.add_argument("--model", choices=("auto", "official", "embedded"), default="auto",
+                     help="which model speaks: the official weights, the small embedded model shipped in the package "
+                          "(trained on espeak-ng speech), or auto: official when downloaded, else embedded "
+                          "(default: auto)")
     run.add_argument("--tiny", action=flag, default=False,
                      help="use small random weights instead of the official ones: runs in seconds without "
                           "downloads, and the audio is noise")

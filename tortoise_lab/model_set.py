@@ -23,7 +23,8 @@ from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
 from tortoise_lab.models.random_latent import RandomLatentConfig, RandomLatentConverter
 from tortoise_lab.models.vocoder import UnivNetGenerator, VocoderConfig
 
-__all__ = ["WeightsMissing", "ModelSet", "official_models", "random_models", "ALWAYS_NEEDED"]
+__all__ = ["WeightsMissing", "ModelSet", "official_models", "random_models", "embedded_models", "embedded_available",
+           "ALWAYS_NEEDED", "EMBEDDED_DIR"]
 
 # Files every synthesis needs; CVVP (cvvp_amount > 0) and the random-voice generators come on demand.
 ALWAYS_NEEDED = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth")
@@ -41,11 +42,13 @@ class ModelSet:
     description: str  # what the audio comes from, for sidecars and notebooks
     fingerprint: str  # identifies the weights (cache keys): file names, sizes and times, or the random seed
     gpt: UnifiedVoice
-    diffusion: DiffusionDecoder
-    clvp: CLVP
-    vocoder: UnivNetGenerator
+    diffusion: DiffusionDecoder | None  # None for the embedded model (codebook decoder + Griffin-Lim instead)
+    clvp: CLVP | None
+    vocoder: UnivNetGenerator | None
     _cvvp_loader: Callable[[], CVVP] = field(repr=False)
     _rlg_loader: Callable[[], tuple[RandomLatentConverter, RandomLatentConverter]] = field(repr=False)
+    kind: str = "official"  # "official" (TorToiSe v2 architecture), "random", or "embedded"
+    quantizer: object | None = None  # the embedded model's codebook (codes -> mel)
     _cvvp: CVVP | None = field(default=None, repr=False)
     _rlg: tuple[RandomLatentConverter, RandomLatentConverter] | None = field(default=None, repr=False)
     device: torch.device = torch.device("cpu")
@@ -122,6 +125,53 @@ def official_models(models_dir: str | Path | None = None, device: str | torch.de
     ).to(device)
 
 
+EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "embedded"
+EMBEDDED_DESCRIPTION = "the embedded tiny model (trained on espeak-ng speech; codebook mel decoder + Griffin-Lim)"
+
+
+def embedded_available(folder: str | Path | None = None) -> bool:
+    return (Path(folder or EMBEDDED_DIR) / "config.json").is_file()
+
+
+def embedded_models(folder: str | Path | None = None, device: str | torch.device = "cpu") -> ModelSet:
+    """The small model shipped inside the package (see ``tortoise_lab.train``): its AR model and code book, each
+    file checked against the sha256 in its manifest."""
+    import json
+
+    from tortoise_lab.assets import sha256_file
+    from tortoise_lab.checkpoints import CheckpointError, check_keys, read_state_dict
+    from tortoise_lab.train.quantizer import KMeansQuantizer
+
+    folder = Path(folder or EMBEDDED_DIR)
+    if not embedded_available(folder):
+        raise WeightsMissing(f"The embedded model is not in {folder}; train it with `python -m tortoise_lab.train` "
+                             "or use the official weights (`tortoise-lab download`).")
+    manifest = json.loads((folder / "config.json").read_text())
+    for name, expected in manifest["sha256"].items():
+        actual = sha256_file(folder / name)
+        if actual != expected:
+            raise CheckpointError(f"{folder / name} has sha256 {actual}, not {expected} from its manifest; "
+                                  "the embedded model files are damaged: reinstall the package.")
+    gpt = UnifiedVoice(GPTConfig(**manifest["gpt_config"]))
+    state = {k: v.float() for k, v in read_state_dict(folder / "autoregressive.safetensors").items()}
+    check_keys(gpt, state, str(folder / "autoregressive.safetensors"))
+    gpt.load_state_dict(state, strict=True)
+
+    def unavailable(what: str):
+        def refuse():
+            raise ValueError(f"The embedded model has no {what}; use a voice with clips (e.g. espeak_en_us) "
+                             "or the official weights.")
+        return refuse
+
+    return ModelSet(
+        size="embedded", kind="embedded", description=EMBEDDED_DESCRIPTION,
+        fingerprint=manifest["sha256"]["autoregressive.safetensors"][:16],
+        gpt=_eval(gpt), diffusion=None, clvp=None, vocoder=None,
+        _cvvp_loader=unavailable("CVVP model"), _rlg_loader=unavailable("random-voice generator"),
+        quantizer=KMeansQuantizer.load(folder / "quantizer.safetensors"),
+    ).to(device)
+
+
 def _files_fingerprint(paths: list[Path]) -> str:
     """Cheap identity of weight files (hashing 2 GB on every run would cost more than the cache saves)."""
     import hashlib
@@ -144,6 +194,7 @@ def random_models(size: str = "tiny", seed: int = 0, device: str | torch.device 
     cvvp = _eval(CVVP(CVVPConfig.from_name(size)))
     return ModelSet(
         size=size,
+        kind="random",
         description=f"random {size} weights (noise, for trying the pipeline)",
         fingerprint=f"random:{size}:{seed}",
         gpt=gpt,

@@ -256,12 +256,14 @@ class TextToSpeech:
             return ConditioningLatents(rlg_ar(1, generator), rlg_diffusion(1, generator)), None
         crops = torch.Generator().manual_seed(int(voice.clip_hash()[:15], 16))
         starts = crop_starts(voice.clips, crops)
-        store = LatentCache(self.models.fingerprint, enabled=cache)
+        store = LatentCache(self.models.fingerprint, enabled=cache and self.models.diffusion is not None)
         cached = store.load(voice)
         if cached is not None and not want_mels:
             return ConditioningLatents(*(t.to(self.device) for t in cached)), None
         ar_mels, diffusion_mels = conditioning_mels(voice.clips, starts)
-        if cached is not None:
+        if self.models.diffusion is None:  # the embedded model: only the AR model listens to the voice
+            latents = ConditioningLatents(self.models.gpt.conditioning_latent(ar_mels.to(self.device)), None)
+        elif cached is not None:
             latents = ConditioningLatents(*(t.to(self.device) for t in cached))
         else:
             latents = encode_mels(ar_mels, diffusion_mels, self.models.gpt, self.models.diffusion)
@@ -272,16 +274,18 @@ class TextToSpeech:
                      generator: torch.Generator, decoder: PreparedDecoder | None = None) -> torch.Tensor:
         """Draw num_autoregressive_samples code rows, (N, max_mel_tokens), in batches (the last may be smaller)."""
         decoder = decoder or self._decoder(settings, [])
+        upstream = self.models.kind != "embedded"  # reproduce upstream's sampling quirks for its architecture
+        max_tokens = min(settings.max_mel_tokens, self.models.gpt.config.max_mel_tokens)
         total = settings.num_autoregressive_samples
         batch = min(settings.batch_size or DEFAULT_BATCH_SIZE, total)
         rows = []
         for start in tqdm(range(0, total, batch), desc="autoregressive", disable=not self.progress, leave=False):
             size = min(batch, total - start)
             rows.append(decoder.generate(
-                latents.autoregressive.expand(size, -1), text_tokens.expand(size, -1), settings.max_mel_tokens,
-                greedy=False, temperature=settings.temperature, top_p=settings.top_p, top_k=UPSTREAM_TOP_K,
-                repetition_penalty=settings.repetition_penalty, always_penalized=UPSTREAM_FILLER_CODES,
-                generator=generator))
+                latents.autoregressive.expand(size, -1), text_tokens.expand(size, -1), max_tokens,
+                greedy=False, temperature=settings.temperature, top_p=settings.top_p,
+                top_k=UPSTREAM_TOP_K if upstream else None, repetition_penalty=settings.repetition_penalty,
+                always_penalized=UPSTREAM_FILLER_CODES if upstream else (), generator=generator))
         return torch.cat(rows)
 
     def rank(self, codes: torch.Tensor, text_tokens: torch.Tensor, ar_mels: torch.Tensor | None,
@@ -350,6 +354,13 @@ class TextToSpeech:
                                                       cache=settings.latent_cache)
             for chunk in tqdm(chunks, desc="chunks", disable=not self.progress or len(chunks) == 1, leave=False):
                 text_tokens = self.text_tokens(chunk)
+                if self.models.kind == "embedded":
+                    best, scores, wavs = self._speak_embedded(latents, text_tokens, settings, generator, decoder,
+                                                              timer, notes)
+                    chunk_wavs.append([w.float().cpu() for w in wavs])
+                    all_codes.append(best.cpu())
+                    all_scores.append(scores.float().cpu())
+                    continue
                 with timer.stage("autoregressive"):
                     codes = self.sample_codes(latents, text_tokens, settings, generator, decoder)
                 fixed = []
@@ -382,6 +393,41 @@ class TextToSpeech:
         return Speech(wav=candidates[0], sample_rate=SAMPLE_RATE, seed=seed, text=text, voice=voice.name,
                       settings=settings.to_dict(), candidates=candidates, codes=all_codes, scores=all_scores,
                       chunks=chunks, timings=timer.seconds, model=self.models.description, notes=notes)
+
+    # ------------------------------------------------------------------------------------ the embedded model
+
+    def _speak_embedded(self, latents, text_tokens, settings, generator, decoder, timer, notes):
+        """The embedded model's path: sample codes, rank them by the AR model's own likelihood (it has no CLVP),
+        then code book -> mel -> Griffin-Lim. Returns (chosen codes (k, T), scores (N,), k waveforms)."""
+        from tortoise_lab.train.decode import griffin_lim
+
+        gpt, stop = self.models.gpt, self.models.gpt.config.stop_mel_token
+        with timer.stage("autoregressive"):
+            codes = self.sample_codes(latents, text_tokens, settings, generator, decoder)
+        if not bool((codes == stop).any(dim=1).all()) and not any("stop token" in n for n in notes):
+            notes.append(f"Some samples reached {codes.shape[1]} codes without a stop token: the speech may be cut "
+                         "short; split the text.")
+        with timer.stage("ranking"):
+            scores = self._likelihood_scores(codes, text_tokens, latents)
+        best = codes[torch.topk(scores, k=settings.candidates).indices]
+        wavs = []
+        with timer.stage("diffusion_and_vocoder"):  # here: code book and Griffin-Lim
+            for row in best:
+                length = int((row == stop).nonzero()[0]) if bool((row == stop).any()) else row.shape[0]
+                mel = self.models.quantizer.decode(row[:length].cpu())
+                wavs.append(griffin_lim(mel) if length else torch.zeros(1, 0))
+        return best, scores, wavs
+
+    def _likelihood_scores(self, codes: torch.Tensor, text_tokens: torch.Tensor,
+                           latents: ConditioningLatents) -> torch.Tensor:
+        """(N,) mean log-probability the AR model gives each sample's codes, up to and including its stop code."""
+        gpt, stop = self.models.gpt, self.models.gpt.config.stop_mel_token
+        count = codes.shape[0]
+        logits = gpt(latents.autoregressive.expand(count, -1), text_tokens.expand(count, -1), codes).mel
+        log_probs = logits[:, : codes.shape[1]].log_softmax(-1).gather(-1, codes.unsqueeze(-1))[..., 0]  # (N, L)
+        after_stop = (codes == stop).long().cumsum(dim=1) - (codes == stop).long() > 0  # positions past the stop
+        valid = (~after_stop).float()
+        return (log_probs * valid).sum(dim=1) / valid.sum(dim=1)
 
     # ----------------------------------------------------------------------------------------------- helpers
 

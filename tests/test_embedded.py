@@ -1,0 +1,78 @@
+"""The embedded model shipped in the package: checked files, and it speaks the text it is given."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torchaudio
+
+from tortoise_lab.audio import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, load_audio, univnet_mel
+from tortoise_lab.checkpoints import CheckpointError
+from tortoise_lab.cli import main
+from tortoise_lab.model_set import EMBEDDED_DIR, embedded_models
+from tortoise_lab.pipeline import TextToSpeech
+from tortoise_lab.train.evaluate import dtw_log_mel_distance
+from tortoise_lab.voices import Voice, load_voice
+
+DATA = Path(__file__).resolve().parent / "data" / "embedded"
+
+
+@pytest.fixture(scope="module")
+def tts():
+    return TextToSpeech(embedded_models(), progress=False)
+
+
+def _mel(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    if sample_rate != OUTPUT_SAMPLE_RATE:
+        wav = torchaudio.functional.resample(wav, sample_rate, OUTPUT_SAMPLE_RATE)
+    return univnet_mel(wav)
+
+
+def test_shipped_files_match_their_manifest():
+    manifest = json.loads((EMBEDDED_DIR / "config.json").read_text())
+    assert set(manifest["sha256"]) == {"autoregressive.safetensors", "quantizer.safetensors"}
+    total = sum((EMBEDDED_DIR / name).stat().st_size for name in manifest["sha256"])
+    assert total < 20 * 2**20  # the issue's budget for shipped weights
+    assert manifest["command"].startswith("python -m tortoise_lab.train")
+
+
+def test_a_damaged_file_is_refused(tmp_path):
+    copy = tmp_path / "embedded"
+    shutil.copytree(EMBEDDED_DIR, copy)
+    data = bytearray((copy / "quantizer.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "quantizer.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        embedded_models(copy)
+
+
+def test_a_held_out_sentence_beats_the_different_sentence_baseline(tts):
+    texts = json.loads((DATA / "texts.json").read_text())
+    speech = tts.tts(texts["same"], voice=load_voice("espeak_us_m3"), preset="ultra_fast", seed=0)
+    assert speech.wav.shape[-1] > 0.5 * OUTPUT_SAMPLE_RATE
+    ours = _mel(speech.wav, OUTPUT_SAMPLE_RATE)
+    same = dtw_log_mel_distance(ours, _mel(load_audio(DATA / "same.wav", INPUT_SAMPLE_RATE), INPUT_SAMPLE_RATE))
+    other = dtw_log_mel_distance(ours, _mel(load_audio(DATA / "other.wav", INPUT_SAMPLE_RATE), INPUT_SAMPLE_RATE))
+    assert same < other, (same, other)
+
+
+def test_random_voice_is_refused_in_one_sentence(tts):
+    with pytest.raises(ValueError, match="no random-voice generator"):
+        tts.tts("Hello.", voice=Voice("random"), preset="ultra_fast", seed=0)
+
+
+def test_speak_without_official_weights_uses_the_embedded_model(tmp_path, capsys):
+    code = main(["speak", "A short test.", "--models-dir", str(tmp_path / "none"), "-O", str(tmp_path / "out"),
+                 "--seed", "1", "-p", "ultra_fast"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "embedded tiny model" in out and "espeak_us_m3" in out
+    sidecar = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+    assert "embedded" in sidecar["model"] and sidecar["seed"] == 1
+
+
+def test_asking_for_the_official_model_without_weights_fails_in_one_sentence(tmp_path, capsys):
+    assert main(["speak", "Hi.", "--model", "official", "--models-dir", str(tmp_path)]) == 3
+    assert "tortoise-lab download" in capsys.readouterr().err
