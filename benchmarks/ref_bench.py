@@ -116,8 +116,8 @@ def run(spec: dict) -> dict:
     gpt, diffusion, clvp, vocoder = build_models(spec["models"])
     weights = Path(spec["weights_dir"])
     for module, name in ((gpt, "autoregressive.pth"), (diffusion, "diffusion_decoder.pth"), (clvp, "clvp2.pth")):
-        module.load_state_dict(torch.load(weights / name, map_location="cpu"))
-    vocoder.load_state_dict(torch.load(weights / "vocoder.pth", map_location="cpu")["model_g"])
+        module.load_state_dict(torch.load(weights / name, map_location="cpu", weights_only=True))
+    vocoder.load_state_dict(torch.load(weights / "vocoder.pth", map_location="cpu", weights_only=True)["model_g"])
     vocoder.eval(inference=True)
     options = spec["options"]
     half = bool(options.get("half")) and device.type == "cuda"

@@ -26,7 +26,7 @@ def official_shapes():
 
 def add_legacy_attention_buffers(path, layers, positions):
     """The official file comes from an older transformers that saved GPT-2's causal mask and masked_bias."""
-    state = torch.load(path)
+    state = torch.load(path, weights_only=True)
     mask = torch.tril(torch.ones(positions, positions, dtype=torch.uint8)).view(1, 1, positions, positions)
     for i in range(layers):
         state[f"gpt.h.{i}.attn.bias"] = mask.clone()
