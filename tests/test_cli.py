@@ -434,3 +434,11 @@ def test_a_write_failing_midway_leaves_nothing_half_written(interruption, code, 
     monkeypatch.setattr(soundfile.SoundFile, "write", write_half_then_fail)
     _one_line_error(capsys, code, run("speak", "Hi.", *TINY, "-O", "out"))
     assert _audio_files(tmp_path / "out") == []
+
+
+def test_train_verb_hands_every_argument_to_the_training_command(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "--sentences" in out and "training sentences" in out and "k-means code book size" in out

@@ -827,6 +827,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tortoise_lab.cli_voices import add_voices_parser
 
     add_voices_parser(verbs)
+
+    train = verbs.add_parser("train", add_help=False,
+                             help="train the embedded model (the same as `python -m tortoise_lab.train`; try --help)")
+    train.add_argument("train_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # main() hands these on
     return parser
 
 
@@ -857,6 +861,10 @@ def _explain(error: BaseException) -> tuple[int, str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # the training command has its own parser; hand it every argument, --help too
+        from tortoise_lab.train.__main__ import main as train_main
+
+        return train_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed

@@ -11,20 +11,35 @@ import typing
 from tortoise_lab.train.run import TrainConfig, run_training
 
 
+def _field_comments(cls) -> dict[str, str]:
+    """The trailing ``# comment`` of each dataclass field in the source: the one place each option is explained."""
+    import inspect
+    import re
+
+    comments = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+):[^=]*=[^#]*#\s*(.+)$", line)
+        if match:
+            comments[match.group(1)] = match.group(2).strip()
+    return comments
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tortoise_lab.train",
                                      description="Train the embedded TorToiSe-shaped model (resumable: re-run the "
                                                  "same command to continue).")
     hints = typing.get_type_hints(TrainConfig)
+    comments = _field_comments(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
-                                help=f"(default: {field.default})")
+                                help=f"{comments.get(field.name, '')} (default: {field.default})".strip())
         else:
             base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None -> X
-            parser.add_argument(flag, type=base, default=field.default, help=f"(default: {field.default})")
+            parser.add_argument(flag, type=base, default=field.default,
+                                help=f"{comments.get(field.name, '')} (default: {field.default})".strip())
     return parser
 
 

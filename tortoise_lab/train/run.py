@@ -40,8 +40,8 @@ EMBEDDED_FILES = ("autoregressive.safetensors", "quantizer.safetensors", "config
 class TrainConfig:
     """Everything one training run depends on; ``python -m tortoise_lab.train --help`` lists the same fields."""
 
-    out_dir: str = "runs/embedded"
-    seed: int = 0
+    out_dir: str = "runs/embedded"  # everything the run makes; rerun the same command here to resume
+    seed: int = 0  # sentences, corpus split, k-means, weights and batches all follow it
     # corpus
     backend: str = "espeak"  # "espeak" (espeak-ng speech) or "tones" (pure-torch stand-in, for tests)
     sentences: int = 20_000  # training sentences
@@ -51,26 +51,26 @@ class TrainConfig:
     workers: int = 2  # parallel espeak-ng processes
     cache_dir: str | None = None  # where synthesised corpora are cached (default: out_dir/cache)
     # quantiser
-    codes: int = 512
-    stack: int = 4
-    kmeans_iterations: int = 25
+    codes: int = 512  # k-means code book size (the AR model's mel vocabulary)
+    stack: int = 4  # mel frames per code (4 x 256 samples, as the official DVAE)
+    kmeans_iterations: int = 25  # Lloyd iterations
     fit_utterances: int = 2_000  # utterances whose frames the k-means is fitted on
     # AR model and training (defaults: the issue's probe, 3.5 M parameters)
-    layers: int = 4
-    model_dim: int = 256
-    heads: int = 4
-    conditioning_blocks: int = 2
-    batch_size: int = 32
-    steps: int = 6_000
-    lr: float = 1e-3
-    warmup_steps: int = 200
-    checkpoint_every: int = 250
-    log_every: int = 10
+    layers: int = 4  # transformer blocks of the AR model
+    model_dim: int = 256  # its width
+    heads: int = 4  # attention heads
+    conditioning_blocks: int = 2  # attention blocks of the voice-conditioning encoder
+    batch_size: int = 32  # utterances per step
+    steps: int = 6_000  # optimiser steps
+    lr: float = 1e-3  # peak AdamW learning rate (warm-up, then cosine decay)
+    warmup_steps: int = 200  # linear warm-up steps
+    checkpoint_every: int = 250  # steps between (atomic) checkpoints
+    log_every: int = 10  # steps between loss-log rows
     # evaluation and export
     eval_count: int = 100  # held-out utterances evaluated (both splits together; 0 skips evaluation)
-    export_fp16: bool = True
+    export_fp16: bool = True  # ship the weights in fp16 (half the size)
     threads: int | None = None  # torch threads (None: torch's default)
-    progress: bool = True
+    progress: bool = True  # tqdm progress bars
 
     def voice_list(self):
         pool = TEST_VOICES if self.backend == "tones" else VOICES
