@@ -4,19 +4,14 @@ Both draw every random number in the same order from one CPU stream (upstream: t
 ``torch.manual_seed(seed)``; ours: a ``torch.Generator`` seeded the same), so the audio must agree.
 """
 
-import dataclasses
-
 import pytest
 import torch
 
 from tortoise_lab.assets import builtin_voices_dir
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, load_audio
+from tortoise_lab.bench import upstream_model_kwargs
 from tortoise_lab.model_set import official_models
-from tortoise_lab.models.clvp import CLVPConfig
 from tortoise_lab.models.cvvp import CVVPConfig
-from tortoise_lab.models.diffusion import DiffusionConfig
-from tortoise_lab.models.gpt import GPTConfig
-from tortoise_lab.models.vocoder import VocoderConfig
 from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.voices import Voice
 
@@ -33,26 +28,13 @@ RUNS = [
 
 
 def upstream_kwargs() -> dict:
-    gpt = GPTConfig.from_name(SIZE)
-    clvp, cvvp = CLVPConfig.from_name(SIZE), CVVPConfig.from_name(SIZE)
-    vocoder = VocoderConfig.from_name(SIZE)
-    return {
-        "gpt": dict(layers=gpt.layers, model_dim=gpt.model_dim, heads=gpt.heads, max_mel_tokens=gpt.max_mel_tokens,
-                    max_text_tokens=gpt.max_text_tokens, max_conditioning_inputs=gpt.max_conditioning_inputs,
-                    number_text_tokens=gpt.number_text_tokens, start_text_token=gpt.start_text_token),
-        "diffusion": dataclasses.asdict(DiffusionConfig.from_name(SIZE)),
-        "clvp": dict(dim_text=clvp.dim_text, dim_speech=clvp.dim_speech, dim_latent=clvp.dim_latent,
-                     num_text_tokens=clvp.num_text_tokens, num_speech_tokens=clvp.num_speech_tokens,
-                     text_enc_depth=clvp.text_depth, speech_enc_depth=clvp.speech_depth,
-                     text_heads=clvp.text_heads, speech_heads=clvp.speech_heads),
-        "cvvp": dict(model_dim=cvvp.model_dim, transformer_heads=cvvp.heads, dropout=0, mel_channels=cvvp.mel_channels,
-                     mel_codes=cvvp.mel_codes, conditioning_enc_depth=cvvp.conditioning_depth,
-                     speech_enc_depth=cvvp.speech_depth, latent_multiplier=1),
-        "vocoder": dict(noise_dim=vocoder.noise_dim, channel_size=vocoder.channel_size,
-                        dilations=list(vocoder.dilations), strides=list(vocoder.strides),
-                        lReLU_slope=vocoder.leaky_relu_slope, kpnet_conv_size=vocoder.kpnet_conv_size,
-                        hop_length=vocoder.hop_length, n_mel_channels=vocoder.n_mel_channels),
-    }
+    """Upstream's constructor arguments for our tiny size (the benchmark's), plus CVVP, which api.py also builds."""
+    cvvp = CVVPConfig.from_name(SIZE)
+    return {**upstream_model_kwargs(SIZE),
+            "cvvp": dict(model_dim=cvvp.model_dim, transformer_heads=cvvp.heads, dropout=0,
+                         mel_channels=cvvp.mel_channels, mel_codes=cvvp.mel_codes,
+                         conditioning_enc_depth=cvvp.conditioning_depth, speech_enc_depth=cvvp.speech_depth,
+                         latent_multiplier=1)}
 
 
 @pytest.fixture(scope="module")
