@@ -13,7 +13,6 @@ prints ``BENCH_RECORD {json}`` as its last line. Nothing here imports tortoise_l
 """
 
 import json
-import math
 import resource
 import statistics
 import sys
@@ -26,7 +25,7 @@ import torch
 warnings.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "parity" / "ref"))
-from _common import randomize_  # noqa: E402  (the parity suite's weight randomizer, shared on purpose)
+from _common import randomize_, tame_kernel_predictors_  # noqa: E402  (the parity suite's weight randomizer, shared on purpose)
 
 RECORD_PREFIX = "BENCH_RECORD "
 # Files the benchmark needs (a clip voice and no CVVP: the random-voice and CVVP weights are never loaded).
@@ -59,14 +58,8 @@ def make_weights(spec: dict) -> None:
     for offset, (name, module, wrap) in enumerate(parts):
         randomize_(module, seed + offset)
         if name == "vocoder.pth":
-            # Scale the kernel predictors' output down by their fan-in, as the parity suite does: with unit-scale
-            # kernels the random vocoder's activations grow layer by layer into inf.
-            with torch.no_grad():
-                for block in module.res_stack:
-                    predictor = block.kernel_predictor
-                    scale = 1 / math.sqrt(predictor.conv_in_channels * predictor.conv_kernel_size)
-                    predictor.kernel_conv.weight_g.mul_(scale)
-                    predictor.kernel_conv.bias.mul_(scale)
+            # As the parity suite does: with unit-scale kernels the random vocoder's activations grow into inf.
+            tame_kernel_predictors_(module)
         state = {k: v.detach().clone() for k, v in module.state_dict().items()}
         partial = out / (name + ".partial")
         torch.save({wrap: state} if wrap else state, partial)

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.support.weights import seeded
 from tortoise_lab import sampling
 from tortoise_lab.fast import (DEEPSPEED_NEEDS_CUDA, DeepSpeedDecoder, InferenceOptions, PreparedDecoder,
                                attach_caches, autocast_context, compile_decode_step, deepspeed_available,
@@ -32,18 +33,6 @@ DEEPSPEED_FP16_TOL = dict(rtol=3e-2, atol=2e-3)
 MID = dict(layers=4, model_dim=512, heads=8, max_mel_tokens=100, max_text_tokens=60)
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none visible to torch)")
-
-
-def seeded(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random, well-scaled weights: matrices std 1/sqrt(fan_in), vectors 1 +- 0.1 (no zero branches)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.copy_(torch.randn(param.shape, generator=generator) / param[0].numel() ** 0.5)
-            else:
-                param.copy_(1 + 0.1 * torch.randn(param.shape, generator=generator))
-    return model.eval()
 
 
 def make_prompt(config: GPTConfig, batch: int = 2, text_len: int = 7, seed: int = 1):

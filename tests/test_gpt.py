@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.support.weights import seeded
 from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
 from tortoise_lab.sampling import (decode_one_token, generate_codes, next_logits_uncached, penalize_repeats,
                                    prefill, logits_to_probs)
@@ -12,18 +13,6 @@ from tortoise_lab.sampling import (decode_one_token, generate_codes, next_logits
 STEPS = 12
 TOL = dict(rtol=1e-5, atol=1e-5)
 STOP_BIAS = 8.5  # a stop-token logit bias at which tiny random models stop after a few steps
-
-
-def seeded(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random, well-scaled weights: matrices std 1/sqrt(fan_in), vectors 1 +- 0.1 (no zero branches)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.copy_(torch.randn(param.shape, generator=generator) / param[0].numel() ** 0.5)
-            else:
-                param.copy_(1 + 0.1 * torch.randn(param.shape, generator=generator))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
