@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tortoise_lab.audio import INPUT_SAMPLE_RATE
-from tortoise_lab.model_set import random_models
+from tortoise_lab.model_set import embedded_models, random_models
 from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.seed_search import match_seeds, parse_seeds, speaker_similarity, write_table
 from tortoise_lab.voices import Voice, load_voice
@@ -56,6 +56,17 @@ def test_match_seeds_ranks_and_writes_the_table(tmp_path):
     rows = list(csv.DictReader(open(csv_path)))
     assert [int(r["seed"]) for r in rows] == [r.seed for r in results]
     assert md_path.read_text().startswith("| rank | seed | cvvp")
+
+
+def test_match_seeds_with_the_embedded_model_ranks_by_mfcc_alone(tmp_path):
+    """The embedded model has no CVVP: the search must rank by the weight-free measure instead of failing."""
+    tts = TextToSpeech(embedded_models(), progress=False)
+    assert not tts.models.has_cvvp()
+    results = match_seeds(tts, load_voice("espeak_us_m3"), "Hi.", [1, 2], tmp_path, num_autoregressive_samples=2,
+                          max_mel_tokens=60)
+    assert all(r.cvvp is None for r in results) and [r.rank for r in results] == [1, 2]
+    similarities = [r.mfcc_similarity for r in results]
+    assert similarities == sorted(similarities, reverse=True)
 
 
 def test_match_seeds_needs_clips(tmp_path):

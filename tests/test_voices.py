@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, save_audio
-from tortoise_lab.model_set import random_models
+from tortoise_lab.model_set import embedded_models, random_models
 from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.voices import (CACHE_FOLDER, describe_voices, load_voice, parse_voice_spec, read_latents_file)
 
@@ -99,6 +99,20 @@ def test_weighted_blend_is_the_weighted_mean_of_latents(voices_dir, tts):
     blend, _ = tts.voice_latents(load_voice("alice:0.7&carol:0.3", [voices_dir]), generator)
     torch.testing.assert_close(blend.autoregressive, 0.7 * alice.autoregressive + 0.3 * carol.autoregressive)
     torch.testing.assert_close(blend.diffusion, 0.7 * alice.diffusion + 0.3 * carol.diffusion)
+
+
+def test_weighted_blend_with_the_embedded_model(voices_dir):
+    """The embedded model has AR latents only: a blend weights those and speaks."""
+    tts = TextToSpeech(embedded_models(), progress=False)
+    generator = torch.Generator()
+    alice, _ = tts.voice_latents(load_voice("alice", [voices_dir]), generator)
+    bob, _ = tts.voice_latents(load_voice("bob", [voices_dir]), generator)
+    blend, _ = tts.voice_latents(load_voice("alice:0.6&bob:0.4", [voices_dir]), generator)
+    assert blend.diffusion is None
+    torch.testing.assert_close(blend.autoregressive, 0.6 * alice.autoregressive + 0.4 * bob.autoregressive)
+    speech = tts.tts("Hi.", voice=load_voice("alice:0.6&bob:0.4", [voices_dir]), preset="ultra_fast", seed=1,
+                     num_autoregressive_samples=2, max_mel_tokens=40)
+    assert speech.wav.numel() > 0
 
 
 class _Exploit:

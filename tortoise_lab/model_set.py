@@ -23,7 +23,7 @@ from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
 from tortoise_lab.models.random_latent import RandomLatentConfig, RandomLatentConverter
 from tortoise_lab.models.vocoder import UnivNetGenerator, VocoderConfig
 
-__all__ = ["WeightsMissing", "ModelSet", "official_models", "random_models", "embedded_models", "embedded_available",
+__all__ = ["WeightsMissing", "ModelUnavailable", "ModelSet", "official_models", "random_models", "embedded_models", "embedded_available",
            "ALWAYS_NEEDED", "EMBEDDED_DIR"]
 
 # Files every synthesis needs; CVVP (cvvp_amount > 0) and the random-voice generators come on demand.
@@ -32,6 +32,10 @@ ALWAYS_NEEDED = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vo
 
 class WeightsMissing(FileNotFoundError):
     """Official weights that have not been downloaded."""
+
+
+class ModelUnavailable(ValueError):
+    """This kind of model set has no such model at all (the embedded set has no CVVP and no random voice)."""
 
 
 @dataclass
@@ -58,6 +62,15 @@ class ModelSet:
         if self._cvvp is None:
             self._cvvp = self._cvvp_loader().eval().to(self.device)
         return self._cvvp
+
+    def has_cvvp(self) -> bool:
+        """Whether a CVVP model can be had: loaded (on first use), or False when its weights are missing or this
+        model set has none."""
+        try:
+            self.cvvp
+        except (FileNotFoundError, ModelUnavailable):  # WeightsMissing is a FileNotFoundError
+            return False
+        return True
 
     @property
     def random_latents(self) -> tuple[RandomLatentConverter, RandomLatentConverter]:
@@ -159,7 +172,7 @@ def embedded_models(folder: str | Path | None = None, device: str | torch.device
 
     def unavailable(what: str):
         def refuse():
-            raise ValueError(f"The embedded model has no {what}; use a voice with clips (e.g. espeak_en_us) "
+            raise ModelUnavailable(f"The embedded model has no {what}; use a voice with clips (e.g. espeak_en_us) "
                              "or the official weights.")
         return refuse
 

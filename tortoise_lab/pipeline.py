@@ -244,8 +244,10 @@ class TextToSpeech:
         """
         if voice.parts:
             blended = [(self.voice_latents(part, generator, want_mels, cache), weight) for part, weight in voice.parts]
-            latents = ConditioningLatents(sum(w * l.autoregressive for (l, _), w in blended),
-                                          sum(w * l.diffusion for (l, _), w in blended))
+            diffusion = None  # the embedded model has no diffusion decoder, so no diffusion latents
+            if all(l.diffusion is not None for (l, _), _ in blended):
+                diffusion = sum(w * l.diffusion for (l, _), w in blended)
+            latents = ConditioningLatents(sum(w * l.autoregressive for (l, _), w in blended), diffusion)
             mels = [m for (_, m), _ in blended if m is not None]
             return latents, torch.cat(mels, dim=1) if mels else None
         if voice.latents is not None:

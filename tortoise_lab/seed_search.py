@@ -80,14 +80,6 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _cvvp_available(tts: TextToSpeech) -> bool:
-    try:
-        tts.models.cvvp
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def match_seeds(tts: TextToSpeech, voice: Voice, text: str, seeds: list[int], out_dir: str | Path,
                 preset: str = "ultra_fast", **overrides) -> list[SeedResult]:
     """Synthesise ``text`` once per seed, write ``seed-<n>.wav`` files, and return them ranked, best first."""
@@ -95,7 +87,7 @@ def match_seeds(tts: TextToSpeech, voice: Voice, text: str, seeds: list[int], ou
         raise ValueError(f"Voice {voice.name!r} has no clips to compare against; seed search needs a clip voice.")
     clips = voice.clips or [c for part, _ in voice.parts for c in part.clips]
     out_dir = Path(out_dir)
-    use_cvvp = _cvvp_available(tts)
+    use_cvvp = tts.models.has_cvvp()
     rows = []
     for seed in seeds:
         speech = tts.tts(text, voice=voice, preset=preset, seed=seed, **overrides)
