@@ -14,7 +14,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch first and alone: it is the big one, and deepspeed's build needs it importable (no build isolation).
 .venv/bin/pip install $PIP_FLAGS torch==2.14.1 torchaudio==2.11.0
-.venv/bin/pip install $PIP_FLAGS -e ".[notebooks,voices,dev]"
+.venv/bin/pip install $PIP_FLAGS -e ".[notebooks,voices,train,dev]"
 .venv/bin/pip install $PIP_FLAGS --no-build-isolation -e ".[deepspeed]"
 .venv/bin/python -m ipykernel install --sys-prefix --name tortoise-lab --display-name "Python (tortoise-lab)" >/dev/null
 .venv/bin/tortoise-lab assets

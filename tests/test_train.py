@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import importlib.resources
 import random
 
 import pytest
@@ -71,6 +72,26 @@ def test_sentences_are_seeded_distinct_and_split_by_unseen_words():
 
     assert not any(words(t) & forms for t in first.train + first.held_out)
     assert all(words(t) & forms for t in first.unseen)
+
+
+def test_broad_sentences_widen_the_vocabulary_and_keep_the_splits_honest():
+    from tortoise_lab.train.corpus import _inflect_engine, _words, broad_words
+
+    narrow = make_sentences(400, 20, 20, seed=5)
+    assert make_sentences(400, 20, 20, seed=5, broad_fraction=0.0) == narrow  # fraction 0: the old draw exactly
+    broad = make_sentences(400, 20, 20, seed=5, broad_fraction=0.5)
+    assert broad == make_sentences(400, 20, 20, seed=5, broad_fraction=0.5)
+    vocabulary = set().union(*map(_words, broad.train))
+    assert len(vocabulary) > 1.5 * len(set().union(*map(_words, narrow.train)))  # 1035 vs 523 at this size
+    assert len(vocabulary & set(broad_words().nouns)) > 100
+    # held-out sentences use only words heard in training; unseen ones each carry a word never heard
+    assert all(_words(t) <= vocabulary for t in broad.held_out) and len(broad.held_out) == 20
+    forms = set(broad.unseen_words) | {_inflect_engine().plural(w) for w in broad.unseen_words}
+    assert not vocabulary & forms
+    assert all(_words(t) & forms for t in broad.unseen)
+    banned = set((importlib.resources.files("wonderwords") / "assets" /
+                  "profanitylist.txt").read_text().splitlines())
+    assert not vocabulary & banned
 
 
 def test_tone_speech_depends_on_text_and_voice():

@@ -2,7 +2,10 @@
 
 * ``make_sentences`` writes varied sentences from a small grammar and word lists (no download, no licence
   question) and splits them into a training set, held-out sentences made of training words, and held-out
-  sentences that each contain at least one word never used in training (``Sentences``).
+  sentences that each contain at least one word never used in training (``Sentences``). With
+  ``broad_fraction`` > 0 that share of sentences comes from a second grammar over the broad English word lists
+  that ship inside the ``wonderwords`` package (MIT; ~1,500 nouns, ~900 adjectives, ~1,000 verbs), so the model
+  hears several thousand words instead of a few hundred.
 * ``synthesize`` speaks (sentence, voice) pairs with espeak-ng in parallel subprocesses, or with
   ``tone_speech``: a deterministic "speech" made of text-dependent tone pairs, so tests need no espeak-ng.
 * ``build_corpus`` does both and caches the audio in one ``.npz`` per recipe (text list + voices + backend +
@@ -18,11 +21,13 @@ import functools
 import hashlib
 import json
 import random
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -129,6 +134,25 @@ TEMPLATES = (
 )
 
 
+# The second grammar: base-form verbs only (the broad list has no past tenses), with "-ing" forms from inflect.
+BROAD_TEMPLATES = (
+    "The {adj} {noun} can {verb} the {noun2}.",
+    "Would you {verb} {a_adj_noun} for {name}?",
+    "{name} wants to {verb} the {adj} {noun} {time}.",
+    "Nobody will {verb} {number} {adj} {nouns} {prep} {place}.",
+    "It is {adj} to {verb} {a_noun} {time}.",
+    "Should we {verb} the {noun} or the {noun2}?",
+    "The {nouns} are {adverb} {adj} {prep} the {noun2}.",
+    "{name} is {verb_ing} the {adj} {noun}.",
+    "Let us {verb} every {noun} and {verb2} the {adj2} {nouns2}.",
+    "I never {verb} {a_adj_noun} on {a_adj2} day.",
+    "Is the {noun} {adj} or {adj2}?",
+    "They were {verb_ing} {number} {nouns} when the {noun2} began to {verb2}.",
+    "A {adj} {noun} does not {verb} {adverb}.",
+    "{name} asked me to {verb} the {noun} before {time2}.",
+)
+
+
 @dataclass
 class Sentences:
     """A seeded draw of sentences: ``train``; ``held_out`` (training words only); ``unseen`` (each has a word that
@@ -164,34 +188,105 @@ def _sentence(rng: random.Random, nouns: list[str], adjectives: list[str]) -> st
     return text[0].upper() + text[1:]
 
 
+@dataclass(frozen=True)
+class BroadWords:
+    nouns: list[str]
+    adjectives: list[str]
+    verbs: list[str]
+
+
+@functools.lru_cache(maxsize=1)
+def broad_words() -> BroadWords:
+    """The word lists of the ``wonderwords`` package, filtered to single lower-case words of 3-12 letters; every
+    word of every entry of its profanity list is left out (its phrases too: "hot" goes with "hot carl"), and so
+    are verb entries already inflected (``acted``)."""
+    try:
+        from importlib.resources import files
+
+        assets = files("wonderwords") / "assets"
+    except ModuleNotFoundError as error:
+        raise RuntimeError("A broad training vocabulary needs the wonderwords package: "
+                           "pip install 'tortoise-lab[train]' (or pass --broad-fraction 0).") from error
+
+    def read(name: str) -> list[str]:
+        return (assets / name).read_text(encoding="utf-8").split()
+
+    banned = set(read("profanitylist.txt"))
+
+    def clean(words: list[str]) -> list[str]:
+        return sorted({w for w in words if w.isalpha() and w.islower() and 3 <= len(w) <= 12 and w not in banned})
+
+    verbs = [v for v in clean(read("verblist.txt")) if not v.endswith(("ed", "ing"))]
+    return BroadWords(clean(read("nounlist.txt")), clean(read("adjectivelist.txt")), verbs)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.sub(r"[^a-z' ]", "", text.lower()).split())
+
+
+def _broad_sentence(rng: random.Random, nouns: list[str], words: BroadWords) -> str:
+    engine = _inflect_engine()
+    noun, noun2 = rng.choice(nouns), rng.choice(nouns)
+    adj, adj2 = rng.choice(words.adjectives), rng.choice(words.adjectives)
+    verb, verb2 = rng.choice(words.verbs), rng.choice(words.verbs)
+    slots = {
+        "noun": noun, "noun2": noun2, "nouns": engine.plural(noun), "nouns2": engine.plural(noun2),
+        "adj": adj, "adj2": adj2, "verb": verb, "verb2": verb2, "verb_ing": engine.present_participle(verb),
+        "adverb": rng.choice(ADVERBS), "name": rng.choice(NAMES), "place": rng.choice(PLACES),
+        "prep": rng.choice(PREPOSITIONS), "time": rng.choice(TIMES), "time2": rng.choice(TIMES),
+        "number": str(rng.randint(2, 99)), "a_adj_noun": engine.a(f"{adj} {noun2}"), "a_noun": engine.a(noun2),
+        "a_adj2": engine.a(adj2),
+    }
+    text = rng.choice(BROAD_TEMPLATES).format(**slots)
+    return text[0].upper() + text[1:]
+
+
 def make_sentences(n_train: int, n_held_out: int = 50, n_unseen: int = 50, seed: int = 0,
-                   unseen_fraction: float = 0.08) -> Sentences:
+                   unseen_fraction: float = 0.08, broad_fraction: float = 0.0) -> Sentences:
     """Draw distinct sentences. A seeded ``unseen_fraction`` of the nouns never appears in ``train`` or
-    ``held_out``; every ``unseen`` sentence uses at least one of them (its noun slots draw only from them)."""
+    ``held_out``; every ``unseen`` sentence uses at least one of them (its noun slots draw only from them).
+    ``broad_fraction`` of the sentences (of every split) come from ``BROAD_TEMPLATES`` over ``broad_words()``,
+    which never contain an unseen noun either."""
     rng = random.Random(seed)
     # Nouns inside fixed phrases ("the market", "before dinner") are spoken in training whatever the draw.
     in_phrases = set(" ".join(PLACES + TIMES).lower().split())
     candidates = [n for n in NOUNS if n not in in_phrases]
     unseen_nouns = set(rng.sample(candidates, max(1, round(unseen_fraction * len(NOUNS)))))
     seen_nouns = [n for n in NOUNS if n not in unseen_nouns]
+    words = broad_words() if broad_fraction > 0 else None
+    if words is not None:  # an unseen noun must stay unheard in training, whatever list it also sits in
+        words = BroadWords(*([w for w in pool if w not in unseen_nouns]
+                             for pool in (words.nouns, words.adjectives, words.verbs)))
 
-    def draw(count: int, nouns: list[str], taken: set[str]) -> list[str]:
+    def draw(count: int, nouns: list[str], broad_nouns: list[str], taken: set[str],
+             accept: Callable[[str], bool] = lambda text: True) -> list[str]:
         out: list[str] = []
         attempts = 0
         while len(out) < count:
             attempts += 1
             if attempts > 50 * count + 1000:
                 raise ValueError(f"The grammar ran out of distinct sentences after {len(out)} of {count}.")
-            text = _sentence(rng, nouns, ADJECTIVES)
-            if text not in taken:
+            # rng.random() only when the broad grammar is on: a fraction of 0 draws exactly the sentences it used to.
+            if words is not None and rng.random() < broad_fraction:
+                text = _broad_sentence(rng, broad_nouns, words)
+            else:
+                text = _sentence(rng, nouns, ADJECTIVES)
+            if text not in taken and accept(text):
                 taken.add(text)
                 out.append(text)
         return out
 
     taken: set[str] = set()
-    held_out = draw(n_held_out, seen_nouns, taken)
-    unseen = draw(n_unseen, sorted(unseen_nouns), taken)
-    train = draw(n_train, seen_nouns, taken)
+    broad_nouns = words.nouns if words is not None else []
+    held_out = draw(n_held_out, seen_nouns, broad_nouns, taken)
+    unseen = draw(n_unseen, sorted(unseen_nouns), sorted(unseen_nouns), taken)
+    train = draw(n_train, seen_nouns, broad_nouns, taken)
+    if words is not None:
+        # The broad lists are larger than what training uses of them: held-out sentences with a word (or a form of
+        # one) that no training sentence has are replaced by sentences made only of heard words.
+        heard = set().union(*map(_words, train))
+        held_out = [t for t in held_out if _words(t) <= heard]
+        held_out += draw(n_held_out - len(held_out), seen_nouns, broad_nouns, taken, lambda t: _words(t) <= heard)
     return Sentences(train=train, held_out=held_out, unseen=unseen, unseen_words=sorted(unseen_nouns))
 
 

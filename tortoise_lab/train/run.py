@@ -47,6 +47,7 @@ class TrainConfig:
     sentences: int = 20_000  # training sentences
     held_out: int = 50  # held-out sentences made of training words
     unseen: int = 50  # held-out sentences each with a word never seen in training
+    broad_fraction: float = 0.0  # share of sentences from the broad word lists (wonderwords; needs the train extra)
     voices: str = "all"  # comma-separated voice names from corpus.VOICES, or "all"
     workers: int = 2  # parallel espeak-ng processes
     cache_dir: str | None = None  # where synthesised corpora are cached (default: out_dir/cache)
@@ -141,7 +142,8 @@ def run_training(config: TrainConfig) -> TrainResult:
     clock = time.perf_counter()
 
     voices = config.voice_list()
-    sentences = make_sentences(config.sentences, config.held_out, config.unseen, seed=config.seed)
+    sentences = make_sentences(config.sentences, config.held_out, config.unseen, seed=config.seed,
+                               broad_fraction=config.broad_fraction)
     corpus = build_corpus(sentences, voices, config.backend, config.cache_dir or out / "cache", config.workers,
                           config.seed, progress=config.progress)
     timings["corpus_s"] = time.perf_counter() - clock
