@@ -469,7 +469,8 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def plot_records(records: list[dict], path: str | Path | None = None):
+def plot_records(records: list[dict], path: str | Path | None = None,
+                 title: str = "tortoise_lab vs upstream tortoise-tts, by stage"):
     """Median seconds per configuration as horizontal bars, stacked by stage; saved to ``path`` if given."""
     import matplotlib
 
@@ -492,7 +493,7 @@ def plot_records(records: list[dict], path: str | Path | None = None):
         axis.text(left[y], y, f" {r['median_s']:.1f} s", va="center", fontsize=8)
     axis.set_xlim(0, 1.15 * max(left, default=1.0))  # room for the totals written after the bars
     axis.invert_yaxis()
-    axis.set(xlabel="median seconds per synthesis", title="tortoise_lab vs upstream tortoise-tts, by stage")
+    axis.set(xlabel="median seconds per synthesis", title=title)
     axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3 if len(done) < 4 else -0.12), ncol=len(STAGES) + 1,
                 fontsize=8, frameon=False)
     if path is not None:

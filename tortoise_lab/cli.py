@@ -834,6 +834,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def verb_parsers(parser: argparse.ArgumentParser | None = None) -> dict[str, argparse.ArgumentParser]:
+    """Each verb's own parser, in the order ``--help`` lists them (the notebooks show their help)."""
+    parser = parser or build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(subparsers.choices)
+
+
 # -------------------------------------------------------------------------------------------------- main
 
 

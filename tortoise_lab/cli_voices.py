@@ -5,14 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tortoise_lab.assets import data_dir
+from tortoise_lab.voices import user_voices_dir
 
 DEFAULT_MATCH_DIR = "output-audio-samples/seed-search"
-
-
-def user_voices_dir() -> Path:
-    """Where `voices prepare` puts new voices by default (searched by every command)."""
-    return data_dir() / "voices"
 
 
 def format_voice_table(extra_dirs) -> str:

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torchaudio
 
-from tortoise_lab.audio import OUTPUT_SAMPLE_RATE, load_audio, univnet_mel
+from tortoise_lab.audio import HOP_LENGTH, OUTPUT_SAMPLE_RATE, load_audio, univnet_mel
 
 __all__ = ["Comparison", "compare_waveforms", "compare_files", "log_mel_distance", "mel_cepstra",
-           "mel_cepstral_distortion", "dtw_path", "snr_db", "plot_comparison"]
+           "mel_cepstral_distortion", "dtw_path", "snr_db", "plot_comparison", "plot_spectrogram"]
 
 MCD_COEFFICIENTS = 24  # mel-cepstral coefficients compared (1..24)
 MCD_SCALE = 10 / math.log(10) * math.sqrt(2)  # the customary dB scaling of cepstral distance
@@ -132,30 +132,60 @@ def compare_files(path_a: str | Path, path_b: str | Path) -> Comparison:
     return compare_waveforms(load_audio(path_a, OUTPUT_SAMPLE_RATE), load_audio(path_b, OUTPUT_SAMPLE_RATE))
 
 
+def _pyplot(headless: bool):
+    import matplotlib
+
+    if headless:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+SECONDS_PER_FRAME = HOP_LENGTH / OUTPUT_SAMPLE_RATE
+
+
+def _show_mel(axis, mel: torch.Tensor, title: str, **imshow):
+    """One (bands, frames) image on ``axis``, seconds along x; returns the image for a colour bar."""
+    image = axis.imshow(mel.numpy(), origin="lower", aspect="auto",
+                        extent=(0, mel.shape[-1] * SECONDS_PER_FRAME, 0, mel.shape[0]), **imshow)
+    axis.set(title=title, ylabel="mel band")
+    return image
+
+
+def plot_spectrogram(wav: torch.Tensor, sample_rate: int = OUTPUT_SAMPLE_RATE, title: str = "log mel", axis=None,
+                     path: str | Path | None = None):
+    """The 100-band log mel (the diffusion decoder's and vocoder's mel) of ``wav`` (1, N) or (N,), on ``axis`` or
+    on a new figure; saved to ``path`` if given. Returns the figure."""
+    plt = _pyplot(headless=path is not None and axis is None)
+    if axis is None:
+        figure, axis = plt.subplots(figsize=(10, 3), constrained_layout=True)
+    else:
+        figure = axis.figure
+    mel = univnet_mel(_mono_24k(wav.reshape(1, -1), sample_rate))
+    image = _show_mel(axis, mel, title, cmap="magma")
+    axis.set(xlabel="seconds")
+    figure.colorbar(image, ax=axis)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+    return figure
+
+
 def plot_comparison(a: torch.Tensor, b: torch.Tensor, path: str | Path | None = None, labels=("a", "b"),
                     sample_rate: int = OUTPUT_SAMPLE_RATE):
     """Both log-mel spectrograms and their difference, one above the other; saved to ``path`` if given.
     Returns the matplotlib figure."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot(headless=path is not None)
     mel_a, mel_b = univnet_mel(_mono_24k(a, sample_rate)), univnet_mel(_mono_24k(b, sample_rate))
     frames = min(mel_a.shape[-1], mel_b.shape[-1])
-    difference = (mel_b[:, :frames] - mel_a[:, :frames]).numpy()
+    difference = (mel_b[:, :frames] - mel_a[:, :frames])
     figure, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True, constrained_layout=True)
-    seconds_per_frame = 256 / OUTPUT_SAMPLE_RATE
     for axis, mel, title in ((axes[0], mel_a, labels[0]), (axes[1], mel_b, labels[1])):
-        image = axis.imshow(mel.numpy(), origin="lower", aspect="auto", cmap="magma",
-                            extent=(0, mel.shape[-1] * seconds_per_frame, 0, mel.shape[0]))
-        axis.set(title=f"{title}: log mel", ylabel="mel band")
-        figure.colorbar(image, ax=axis)
-    limit = max(float(np.abs(difference).max()), 1e-6)
-    image = axes[2].imshow(difference, origin="lower", aspect="auto", cmap="coolwarm", vmin=-limit, vmax=limit,
-                           extent=(0, frames * seconds_per_frame, 0, difference.shape[0]))
-    axes[2].set(title=f"{labels[1]} - {labels[0]}", xlabel="seconds", ylabel="mel band")
+        figure.colorbar(_show_mel(axis, mel, f"{title}: log mel", cmap="magma"), ax=axis)
+    limit = max(float(difference.abs().max()) if difference.numel() else 0.0, 1e-6)
+    image = _show_mel(axes[2], difference, f"{labels[1]} - {labels[0]}", cmap="coolwarm", vmin=-limit, vmax=limit)
+    axes[2].set(xlabel="seconds")
     figure.colorbar(image, ax=axes[2])
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

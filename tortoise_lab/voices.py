@@ -77,10 +77,15 @@ class VoiceInfo:
     latents_file: bool
 
 
+def user_voices_dir() -> Path:
+    """Where `voices prepare` puts new voices by default (searched by every command)."""
+    return data_dir() / "voices"
+
+
 def voice_dirs(extra: list[str | Path] | None = None) -> list[Path]:
     """Folders searched for voices, first match wins."""
     folders = [Path(p).expanduser() for p in (extra or [])]
-    folders += [data_dir() / "voices", PROJECT_VOICES, builtin_voices_dir()]
+    folders += [user_voices_dir(), PROJECT_VOICES, builtin_voices_dir()]
     return folders
 
 

@@ -1,0 +1,196 @@
+"""What the notebooks call: which model to use, the environment at a glance, and small runs that return tables.
+
+Every notebook has one parameters cell and, right after it, ``TEST_MODE = test_mode()``: with
+``TORTOISE_LAB_TEST_MODE=1`` (CI) it shrinks the work and uses the embedded model, which speaks. Outside test
+mode ``choose_models()`` takes the official weights when they are present and the embedded model when they are
+not, and says which; every result records the model it came from (``Speech.model``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+
+import torch
+
+from tortoise_lab import assets
+from tortoise_lab.config import preset_settings
+from tortoise_lab.model_set import (ALWAYS_NEEDED, EMBEDDED_DESCRIPTION, ModelSet, WeightsMissing, embedded_available,
+                                    embedded_models, official_models)
+from tortoise_lab.pipeline import Speech, TextToSpeech
+
+__all__ = ["TEST_MODE_VARIABLE", "test_mode", "ModelChoice", "choose_models", "environment_report",
+           "markdown_table", "audio_player", "preset_tour", "preset_rows", "option_sweep", "sweep_rows", "EMBEDDED_VOICE",
+           "OFFICIAL_VOICE"]
+
+TEST_MODE_VARIABLE = "TORTOISE_LAB_TEST_MODE"
+EMBEDDED_VOICE = "espeak_us_m3"  # a project voice made from the espeak-ng speaker the embedded model knows best
+OFFICIAL_VOICE = "tom"  # a built-in voice of the official release
+PACKAGES = ("torch", "torchaudio", "transformers", "deepspeed", "safetensors", "huggingface_hub", "soundfile",
+            "ipywidgets", "jupyterlab", "nbval")
+
+
+def test_mode() -> bool:
+    """Whether ``TORTOISE_LAB_TEST_MODE`` asks for the short CI run ("1", "true", "yes")."""
+    return os.environ.get(TEST_MODE_VARIABLE, "").strip().lower() in ("1", "true", "yes")
+
+
+@dataclass
+class ModelChoice:
+    """The model set a notebook runs, which one it is, and the sentence that says why."""
+
+    name: str  # "official" or "embedded"
+    models: ModelSet
+    message: str
+
+    @property
+    def default_voice(self) -> str:
+        return OFFICIAL_VOICE if self.name == "official" else EMBEDDED_VOICE
+
+    def tts(self, progress: bool = True) -> TextToSpeech:
+        return TextToSpeech(self.models, progress=progress)
+
+
+def choose_models(test_mode: bool = False, models_dir: str | None = None, device: str = "cpu") -> ModelChoice:
+    """Test mode: the embedded model. Otherwise the official weights when all are present, else the embedded
+    model, with a message that says how to get the official ones."""
+    if not test_mode:
+        try:
+            models = official_models(models_dir, device=device)
+            return ModelChoice("official", models, "Using the official TorToiSe weights.")
+        except WeightsMissing:
+            if not embedded_available():
+                raise
+            why = ("The official weights are not here (`tortoise-lab download` fetches them, about 4 GB): using "
+                   f"{EMBEDDED_DESCRIPTION}.")
+    else:
+        why = f"Test mode ({TEST_MODE_VARIABLE}=1): using {EMBEDDED_DESCRIPTION}."
+    return ModelChoice("embedded", embedded_models(device=device), why)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment_report(models_dir: str | None = None) -> list[tuple[str, str]]:
+    """(what, state) rows: Python and package versions, devices, assets, weights and the embedded model."""
+    from tortoise_lab.device import choose_device
+
+    rows = [("python", platform.python_version()), ("platform", platform.platform(terse=True))]
+    rows += [(package, _version(package)) for package in PACKAGES]
+    rows.append(("cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"))
+    rows.append(("device chosen by --device auto", str(choose_device("auto"))))
+    rows.append(("torch threads", str(torch.get_num_threads())))
+    try:
+        assets.data_file("tokenizer.json", fetch=False)
+        rows.append(("official assets", f"present in {assets.assets_dir()}"))
+    except FileNotFoundError:
+        rows.append(("official assets", "missing: run `tortoise-lab assets`"))
+    missing = [name for name in ALWAYS_NEEDED if assets.find_weights(name, models_dir) is None]
+    rows.append(("official weights", "present" if not missing else
+                 f"missing {len(missing)} of {len(ALWAYS_NEEDED)}: run `tortoise-lab download`"))
+    rows.append(("embedded model", "present" if embedded_available() else "missing"))
+    return rows
+
+
+def markdown_table(rows: list[tuple] | list[list], headers: tuple[str, ...]) -> str:
+    """A GitHub-style table; notebooks show it with ``IPython.display.Markdown`` (and print it, for nbval)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def audio_player(speech_or_wav: Speech | torch.Tensor, sample_rate: int | None = None):
+    """An inline player (``IPython.display.Audio``) for a ``Speech`` or a (1, N) waveform."""
+    from IPython.display import Audio
+
+    if isinstance(speech_or_wav, Speech):
+        wav, sample_rate = speech_or_wav.wav, speech_or_wav.sample_rate
+    else:
+        wav = speech_or_wav
+    return Audio(wav.reshape(-1).numpy(), rate=sample_rate, normalize=False)
+
+
+def preset_tour(tts: TextToSpeech, text: str, voice, presets: tuple[str, ...], seed: int, sample_divisor: int = 1,
+                **overrides) -> dict[str, Speech]:
+    """The same text, voice and seed through each preset. ``sample_divisor`` > 1 draws that many times fewer AR
+    samples than each preset (at least one), keeping their proportions: test mode's way of staying short."""
+    results = {}
+    for preset in presets:
+        samples = max(1, preset_settings(preset)["num_autoregressive_samples"] // sample_divisor)
+        results[preset] = tts.tts(text, voice=voice, preset=preset, seed=seed,
+                                  **{"num_autoregressive_samples": samples, **overrides})
+    return results
+
+
+def preset_rows(results: dict[str, Speech]) -> list[tuple]:
+    """(preset, AR samples, diffusion steps, sampler, seconds of audio, seconds taken, real-time factor) per run."""
+    rows = []
+    for preset, speech in results.items():
+        settings = speech.settings
+        total = speech.timings.get("total", 0.0)
+        rows.append((preset, settings["num_autoregressive_samples"], settings["diffusion_iterations"],
+                     settings["sampler"], f"{speech.duration:.2f}", f"{total:.2f}",
+                     f"{total / speech.duration:.2f}" if speech.duration else "–"))
+    return rows
+
+
+PRESET_HEADERS = ("preset", "AR samples", "diffusion steps", "sampler", "audio s", "took s", "RTF")
+
+
+def option_sweep(tts: TextToSpeech, text: str, voice, configs: tuple[str, ...], preset: str, seed: int,
+                 **overrides) -> tuple[list[dict], dict[str, Speech]]:
+    """Each benchmark configuration (``bench.CONFIGS``: baseline, kv_cache, half, ...) in this process, on the same
+    text, voice and seed; records in the benchmark's format (for ``bench.markdown_table`` and ``bench.plot_records``)
+    with the codes and the audio compared to the first configuration's (``compare.compare_waveforms``).
+
+    A compiled configuration runs once untimed first (that run compiles), as the benchmark does."""
+    from tortoise_lab.bench import CONFIGS
+    from tortoise_lab.compare import compare_waveforms
+
+    unknown = [name for name in configs if name not in CONFIGS]
+    if unknown:
+        raise ValueError(f"Unknown configuration {unknown[0]!r}. Available: {', '.join(CONFIGS)}.")
+    records, speeches = [], {}
+    for name in configs:
+        config = CONFIGS[name]
+        settings = {**overrides, **config.options}
+        if settings.get("compile"):
+            tts.tts(text, voice=voice, preset=config.preset or preset, seed=seed, **settings)
+        speech = tts.tts(text, voice=voice, preset=config.preset or preset, seed=seed, **settings)
+        speeches[name] = speech
+        record = {"impl": "tortoise_lab", "config": name, "description": config.description,
+                  "median_s": speech.timings["total"], "stages_s": dict(speech.timings), "peak_mb": None,
+                  "rtf": speech.timings["total"] / speech.duration if speech.duration else None,
+                  "notes": list(speech.notes), "model": speech.model}
+        if records:
+            first = speeches[configs[0]]
+            record["codes_equal_to_baseline"] = (len(first.codes) == len(speech.codes) and all(
+                torch.equal(a, b) for a, b in zip(first.codes, speech.codes)))
+            record["vs_baseline"] = compare_waveforms(first.wav, speech.wav).to_dict()
+        else:
+            record["codes_equal_to_baseline"] = True
+        records.append(record)
+    return records, speeches
+
+
+SWEEP_HEADERS = ("config", "took s", "AR s", "codes = baseline", "MCD dB", "SNR dB", "notes")
+
+
+def sweep_rows(records: list[dict]) -> list[tuple]:
+    """``option_sweep`` records as table rows (``SWEEP_HEADERS``)."""
+    def number(value, digits=2):
+        return value if isinstance(value, str) else "–" if value is None else f"{value:.{digits}f}"
+
+    rows = []
+    for r in records:
+        versus = r.get("vs_baseline") or {}
+        rows.append((r["config"], number(r["median_s"]), number(r["stages_s"].get("autoregressive")),
+                     "yes" if r["codes_equal_to_baseline"] else "no", number(versus.get("mcd_db")),
+                     number(versus.get("snr_db"), 1), "; ".join(r["notes"]) or "–"))
+    return rows
