@@ -6,21 +6,9 @@ import torch
 from tortoise_lab.model_set import WeightsMissing, official_models, random_models
 from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.voices import Voice
+from tests.support.weights import write_official_style
 
 FAST = dict(num_autoregressive_samples=2, max_mel_tokens=10, diffusion_iterations=2)
-
-
-def write_official_style(models, folder, legacy_buffers=True):
-    """Save a model set the way the official files are laid out (names, nesting, legacy GPT-2 buffers)."""
-    gpt_state = dict(models.gpt.state_dict())
-    if legacy_buffers:
-        for i in range(models.gpt.config.layers):
-            gpt_state[f"gpt.h.{i}.attn.bias"] = torch.ones(1, 1, 4, 4, dtype=torch.uint8)
-            gpt_state[f"gpt.h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
-    torch.save(gpt_state, folder / "autoregressive.pth")
-    torch.save(models.diffusion.state_dict(), folder / "diffusion_decoder.pth")
-    torch.save(models.clvp.state_dict(), folder / "clvp2.pth")
-    torch.save({"model_g": models.vocoder.state_dict()}, folder / "vocoder.pth")
 
 
 @pytest.fixture(scope="module")

@@ -53,12 +53,14 @@ class ModelChoice:
         return TextToSpeech(self.models, progress=progress)
 
 
-def choose_models(test_mode: bool = False, models_dir: str | None = None, device: str = "cpu") -> ModelChoice:
+def choose_models(test_mode: bool = False, models_dir: str | None = None, device: str = "cpu",
+                  size: str = "tortoise-v2") -> ModelChoice:
     """Test mode: the embedded model. Otherwise the official weights when all are present, else the embedded
-    model, with a message that says how to get the official ones."""
+    model, with a message that says how to get the official ones. (``size``: files in the official format at
+    another size, for tests.)"""
     if not test_mode:
         try:
-            models = official_models(models_dir, device=device)
+            models = official_models(models_dir, device=device, size=size)
             return ModelChoice("official", models, "Using the official TorToiSe weights.")
         except WeightsMissing:
             if not embedded_available():

@@ -13,3 +13,16 @@ def seeded(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             else:
                 param.copy_(1 + 0.1 * torch.randn(param.shape, generator=generator))
     return model.eval()
+
+
+def write_official_style(models, folder, legacy_buffers=True):
+    """Save a model set the way the official files are laid out (names, nesting, legacy GPT-2 buffers)."""
+    gpt_state = dict(models.gpt.state_dict())
+    if legacy_buffers:
+        for i in range(models.gpt.config.layers):
+            gpt_state[f"gpt.h.{i}.attn.bias"] = torch.ones(1, 1, 4, 4, dtype=torch.uint8)
+            gpt_state[f"gpt.h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    torch.save(gpt_state, folder / "autoregressive.pth")
+    torch.save(models.diffusion.state_dict(), folder / "diffusion_decoder.pth")
+    torch.save(models.clvp.state_dict(), folder / "clvp2.pth")
+    torch.save({"model_g": models.vocoder.state_dict()}, folder / "vocoder.pth")
