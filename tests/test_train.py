@@ -21,11 +21,11 @@ from tortoise_lab.train.__main__ import build_parser
 from tortoise_lab.train.ar import ARConfig, ar_loss, prepare_ar_data
 from tortoise_lab.train.corpus import (NOUNS, TEST_VOICES, VOICES, build_corpus, espeak_available, make_sentences,
                                        synthesize, tone_speech)
-from tortoise_lab.train.decode import griffin_lim
+from tortoise_lab.models.griffin_lim import griffin_lim
 from tortoise_lab.train.evaluate import (closer_to_right, codes_until_stop, dtw_log_mel_distance, length_ratio,
                                          stop_token_rate, swap_one_word)
 from tortoise_lab.train.loop import LoopConfig, latest_step, learning_rate, train_loop
-from tortoise_lab.train.quantizer import KMeansQuantizer, QuantizerConfig, code_mel, stack_frames, unstack_frames
+from tortoise_lab.models.quantizer import KMeansQuantizer, QuantizerConfig, code_mel, stack_frames, unstack_frames
 
 TINY_AR = ARConfig(layers=1, model_dim=32, heads=2, conditioning_blocks=1, batch_size=4, cond_clips=1, pool_size=2)
 

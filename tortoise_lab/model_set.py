@@ -153,7 +153,7 @@ def embedded_models(folder: str | Path | None = None, device: str | torch.device
 
     from tortoise_lab.assets import sha256_file
     from tortoise_lab.checkpoints import CheckpointError, check_keys, read_state_dict
-    from tortoise_lab.train.quantizer import KMeansQuantizer
+    from tortoise_lab.models.quantizer import KMeansQuantizer
 
     folder = Path(folder or EMBEDDED_DIR)
     if not embedded_available(folder):

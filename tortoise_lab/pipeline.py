@@ -401,7 +401,7 @@ class TextToSpeech:
     def _speak_embedded(self, latents, text_tokens, settings, generator, decoder, timer, notes):
         """The embedded model's path: sample codes, rank them by the AR model's own likelihood (it has no CLVP),
         then code book -> mel -> Griffin-Lim. Returns (chosen codes (k, T), scores (N,), k waveforms)."""
-        from tortoise_lab.train.decode import griffin_lim
+        from tortoise_lab.models.griffin_lim import griffin_lim
 
         gpt, stop = self.models.gpt, self.models.gpt.config.stop_mel_token
         with timer.stage("autoregressive"):

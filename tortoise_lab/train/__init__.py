@@ -4,11 +4,11 @@ recordings.
 Data flows through one module per stage::
 
     corpus.py     sentences -> espeak-ng speech (or a pure-torch stand-in), cached
-    quantizer.py  mel -> codes (k-means over stacked frames) and codes -> mel
+    (models/quantizer.py: mel -> codes, k-means over stacked frames, and codes -> mel; the pipeline uses it too)
     ar.py         UnifiedVoice trained on (voice clips, text tokens, codes, stop) as TorToiSe's AR model is
     loop.py       the shared loop: seeded, resumable checkpoints, loss CSV and plot
     evaluate.py   held-out measures: stop rate, length ratio, DTW log-mel distance, word-swap discrimination
-    decode.py     codes -> mel -> Griffin-Lim audio (the embedded model's decoder and vocoder)
+    decode.py     one prompt -> codes -> mel -> Griffin-Lim audio (models/griffin_lim.py), for evaluation
     run.py        run_training(TrainConfig): every stage, resumable; ``python -m tortoise_lab.train``
 """
 

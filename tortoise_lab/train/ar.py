@@ -26,7 +26,7 @@ from tortoise_lab.audio import conditioning_mel
 from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.corpus import Corpus
-from tortoise_lab.train.quantizer import KMeansQuantizer, code_mel
+from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel
 
 __all__ = ["ARConfig", "ARData", "ARBatch", "embedded_gpt_config", "prepare_ar_data", "ar_loss", "text_ids",
            "STEP_SEED_STRIDE"]

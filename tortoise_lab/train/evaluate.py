@@ -29,7 +29,7 @@ from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.sampling import generate_codes
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import text_ids
-from tortoise_lab.train.quantizer import KMeansQuantizer, code_mel
+from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel
 
 __all__ = ["dtw_log_mel_distance", "stop_token_rate", "codes_until_stop", "length_ratio", "swap_one_word",
            "closer_to_right", "UtteranceResult", "EvalSummary", "evaluate_ar", "summarize"]
