@@ -271,6 +271,23 @@ def test_word_swap_changes_one_word_and_discrimination_picks_the_closer():
     assert not closer_to_right(right + 0.9, right, right + 1.0)
 
 
+def test_speaker_identification_tells_two_espeak_voices_apart_and_not_by_the_words():
+    """The listen-proxy: the voice profile of a sentence is nearest to its own speaker's other sentences."""
+    from tortoise_lab.train.evaluate import nearest_voice, voice_profile
+
+    low, high = TEST_VOICES
+    texts = ["a quiet river runs", "seven small kettles", "the harbour is busy today", "bring the blue lantern"]
+    mels = {voice.name: [code_mel(torch.from_numpy(tone_speech(t, voice).astype("float32") / 32768).unsqueeze(0))
+                         for t in texts] for voice in (low, high)}
+    for name in mels:
+        for k in range(len(texts)):  # each sentence against the pooled other sentences of both speakers
+            profiles = {voice: voice_profile(torch.cat([m for j, m in enumerate(pool) if j != k], dim=1))
+                        for voice, pool in mels.items()}
+            assert nearest_voice(voice_profile(mels[name][k]), profiles) == name
+    silent = torch.full((100, 20), -11.5)
+    assert voice_profile(silent).shape == voice_profile(mels[low.name][0]).shape
+
+
 # ---------------------------------------------------------------------------------------------- whole run
 
 
@@ -288,6 +305,7 @@ def test_run_training_end_to_end_and_cli(tmp_path):
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
     assert manifest["vocoder"] == "griffin-lim" and manifest["evaluation"]["count"] == 2
     assert set(result.evaluation["summary"]["per_split"]) == {"held_out", "unseen"}
+    assert "speaker_accuracy" in result.evaluation["summary"] and "speaker_ceiling" in manifest["evaluation"]
     # The embedded decode path runs on the trained model: codes -> codebook mel -> Griffin-Lim audio.
     from tortoise_lab.audio import conditioning_mel
     from tortoise_lab.train.decode import speak_codes

@@ -9,7 +9,11 @@ Per held-out utterance, with greedy decoding and the voice's conditioning clips:
   against another sentence's rendering by the same voice: target at most half of it) and the **ceiling** (the
   rendering's own codes decoded: the best these codes allow);
 * **word-swap discrimination**: the share of utterances whose output is closer (DTW) to the right sentence's
-  rendering than to the rendering of the same sentence with one word changed (target 0.9).
+  rendering than to the rendering of the same sentence with one word changed (target 0.9);
+* **speaker identification** (a listen-proxy for "does it sound like the voice it was given?"): the share of
+  outputs whose mel-cepstral statistics (``voice_profile``) are nearest to their own speaker's, among the pooled
+  renderings of every evaluated speaker (leaving the item itself out); its **ceiling** is the same test on the
+  rendering's own codes decoded.
 
 All distances are on the 100-band 24 kHz UnivNet log mel (``quantizer.code_mel``), natural-log units.
 """
@@ -24,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from tortoise_lab.compare import dtw_path
+from tortoise_lab.compare import dtw_path, mel_cepstra
 from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.sampling import generate_codes
 from tortoise_lab.text import Tokenizer
@@ -32,7 +36,8 @@ from tortoise_lab.train.ar import text_ids
 from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel
 
 __all__ = ["dtw_log_mel_distance", "stop_token_rate", "codes_until_stop", "length_ratio", "swap_one_word",
-           "closer_to_right", "UtteranceResult", "EvalSummary", "evaluate_ar", "summarize"]
+           "closer_to_right", "voice_profile", "nearest_voice", "UtteranceResult", "EvalSummary", "evaluate_ar",
+           "summarize"]
 
 MIN_SWAP_WORD_LENGTH = 3  # words shorter than this ("a", "of") are not swapped: changing them is barely audible
 
@@ -103,6 +108,9 @@ class UtteranceResult:
     baseline: float  # its rendering vs another sentence's rendering by the same voice
     ceiling: float  # its rendering's own codes decoded vs its rendering
     swap_correct: bool | None  # None when no swap rendering was made
+    # Listen-proxy: is the output's voice (mel-cepstral statistics) nearest to its own speaker's among all speakers'?
+    speaker_correct: bool | None = None  # None when there is no other speaker to tell it from
+    speaker_ceiling_correct: bool | None = None  # the same for its rendering's own codes decoded
 
     @property
     def length_ratio(self) -> float:
@@ -119,6 +127,8 @@ class EvalSummary:
     baseline: float
     ceiling: float
     swap_accuracy: float
+    speaker_accuracy: float = float("nan")
+    speaker_ceiling: float = float("nan")
     per_split: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -139,7 +149,41 @@ def _split_summary(results: list[UtteranceResult]) -> dict[str, float]:
         "baseline": float(np.nanmean([r.baseline for r in results])),
         "ceiling": float(np.nanmean([r.ceiling for r in results])),
         "swap_accuracy": float(np.mean(swaps)) if swaps else float("nan"),
+        "speaker_accuracy": _share([r.speaker_correct for r in results]),
+        "speaker_ceiling": _share([r.speaker_ceiling_correct for r in results]),
     }
+
+
+def _share(flags: list[bool | None]) -> float:
+    known = [f for f in flags if f is not None]
+    return float(np.mean(known)) if known else float("nan")
+
+
+def voice_profile(mel: torch.Tensor) -> np.ndarray:
+    """[mean, std] of mel cepstra 1..24 over the non-silent frames of a (bands, frames) log mel: the spectral
+    envelope's statistics, which say who speaks far more than what is said (the MFCC-statistics speaker measure of
+    ``seed_search``, on the mel the model's codes decode to)."""
+    cepstra = mel_cepstra(mel)
+    if len(cepstra) == 0:
+        return np.zeros(2 * cepstra.shape[1])
+    return np.concatenate([cepstra.mean(axis=0), cepstra.std(axis=0)])
+
+
+def nearest_voice(profile: np.ndarray, profiles: dict[str, np.ndarray]) -> str:
+    """The voice whose profile has the highest cosine similarity to ``profile``."""
+    def cosine(a, b):
+        return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+    return max(profiles, key=lambda name: cosine(profile, profiles[name]))
+
+
+def _speaker_profiles(items: list[dict], mels: list[torch.Tensor], leave_out: int) -> dict[str, np.ndarray]:
+    """Per voice, the profile of all its renderings but item ``leave_out`` (pooled frames)."""
+    pooled: dict[str, list[torch.Tensor]] = {}
+    for j, item in enumerate(items):
+        if j != leave_out:
+            pooled.setdefault(item["voice"], []).append(mels[j])
+    return {voice: voice_profile(torch.cat(parts, dim=1)) for voice, parts in pooled.items()}
 
 
 def summarize(results: list[UtteranceResult]) -> EvalSummary:
@@ -181,11 +225,19 @@ def evaluate_ar(model: UnifiedVoice, quantizer: KMeansQuantizer, items: list[dic
         if speak is not None and len(codes):
             swapped = code_mel(speak(swap_one_word(item["text"], rng, vocabulary), item["voice"]))
             swap_correct = closer_to_right(generated, reference, swapped)
+        profiles = _speaker_profiles(items, reference_mels, leave_out=k)
+        speaker_correct = speaker_ceiling_correct = None
+        if len(profiles) > 1 and item["voice"] in profiles:
+            ceiling_mel = quantizer.decode(reference_codes)
+            speaker_ceiling_correct = nearest_voice(voice_profile(ceiling_mel), profiles) == item["voice"]
+            if len(codes):
+                speaker_correct = nearest_voice(voice_profile(generated), profiles) == item["voice"]
         results.append(UtteranceResult(
             text=item["text"], split=item["split"], voice=item["voice"], stopped=stopped,
             generated_codes=len(codes), reference_codes=len(reference_codes),
             distance=dtw_log_mel_distance(generated, reference),
             baseline=dtw_log_mel_distance(reference_mels[other], reference) if len(items) > 1 else float("nan"),
             ceiling=dtw_log_mel_distance(quantizer.decode(reference_codes), reference),
-            swap_correct=swap_correct))
+            swap_correct=swap_correct, speaker_correct=speaker_correct,
+            speaker_ceiling_correct=speaker_ceiling_correct))
     return results
