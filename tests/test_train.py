@@ -306,6 +306,10 @@ def test_run_training_end_to_end_and_cli(tmp_path):
     assert manifest["vocoder"] == "griffin-lim" and manifest["evaluation"]["count"] == 2
     assert set(result.evaluation["summary"]["per_split"]) == {"held_out", "unseen"}
     assert "speaker_accuracy" in result.evaluation["summary"] and "speaker_ceiling" in manifest["evaluation"]
+    samples = json.loads((tmp_path / "run" / "samples" / "samples.json").read_text())
+    assert len(samples) == 2 and {s["split"] for s in samples} == {"held_out", "unseen"}
+    assert all((tmp_path / "run" / "samples" / s[key]).is_file() for s in samples for key in ("ours", "espeak"))
+    assert (tmp_path / "run" / "samples" / "spectrograms.png").stat().st_size > 1000
     # The embedded decode path runs on the trained model: codes -> codebook mel -> Griffin-Lim audio.
     from tortoise_lab.audio import conditioning_mel
     from tortoise_lab.train.decode import speak_codes
@@ -315,5 +319,6 @@ def test_run_training_end_to_end_and_cli(tmp_path):
     audio, codes, _ = speak_codes(result.model, result.quantizer, cond, torch.tensor([[20, 30, 0]]), max_codes=8,
                                   iterations=4)
     assert audio.shape[-1] == (len(codes) * 4 - 1) * 256 if len(codes) else audio.shape[-1] == 0
-    # Running the same command again finds everything done: no new steps.
-    assert run_training(config).losses == []
+    # Running the same command again finds everything done: no new steps, and the training time is kept.
+    again = run_training(config)
+    assert again.losses == [] and again.timings["training_s"] >= result.timings["training_s"]

@@ -69,6 +69,7 @@ class TrainConfig:
     log_every: int = 10  # steps between loss-log rows
     # evaluation and export
     eval_count: int = 100  # held-out utterances evaluated (both splits together; 0 skips evaluation)
+    samples: int = 3  # held-out sentences written as WAVs (ours and espeak-ng's) with a spectrogram plot
     export_fp16: bool = True  # ship the weights in fp16 (half the size)
     threads: int | None = None  # torch threads (None: torch's default)
     progress: bool = True  # tqdm progress bars
@@ -138,6 +139,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+    before = _previous_timings(out)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -162,6 +164,10 @@ def run_training(config: TrainConfig) -> TrainResult:
     loop = train_loop(model, lambda m, b: ar_loss(m, b, data.config.text_weight), data.batch, config.loop_config(),
                       out / "ar")
     timings["training_s"] = time.perf_counter() - clock
+    # A resumed run's stages add up; a stage read back from disk keeps the time it took when it ran.
+    timings["training_s"] += before.get("training_s", 0.0)
+    for stage in ("corpus_s", "quantizer_s"):
+        timings[stage] = before.get(stage, timings[stage])
 
     evaluation = None
     if config.eval_count:
@@ -169,9 +175,75 @@ def run_training(config: TrainConfig) -> TrainResult:
         evaluation = _evaluate(config, model, quantizer, corpus, data, tokenizer)
         (out / "eval.json").write_text(json.dumps(evaluation, indent=1))
         timings["evaluation_s"] = time.perf_counter() - clock
+    if config.samples:
+        write_samples(out / "samples", model, quantizer, corpus, data, tokenizer, config.samples)
+    (out / TIMINGS_FILE).write_text(json.dumps(timings, indent=1))
     export_embedded(out / "embedded", model, quantizer, config, evaluation, timings,
                     dropped=dropped, corpus_hours=corpus.hours)
     return TrainResult(out, model, quantizer, loop.losses, evaluation, timings)
+
+
+TIMINGS_FILE = "timings.json"
+
+
+def _previous_timings(out: Path) -> dict[str, float]:
+    """Seconds per stage of earlier calls on this folder: timings.json, else an exported manifest's."""
+    if (out / TIMINGS_FILE).is_file():
+        return json.loads((out / TIMINGS_FILE).read_text())
+    manifest = out / "embedded" / "config.json"
+    if manifest.is_file():
+        return dict(json.loads(manifest.read_text()).get("timings_s", {}))
+    return {}
+
+
+def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer, corpus, data, tokenizer,
+                  count: int) -> list[dict]:
+    """Greedy outputs for ``count`` held-out sentences (alternating the two held-out splits, different voices):
+    ``NN.wav`` (ours, 24 kHz), ``NN-espeak.wav`` (the rendering, 22.05 kHz), ``spectrograms.png`` (each pair)
+    and ``samples.json`` (text, split, voice, files)."""
+    from tortoise_lab.audio import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, save_audio
+    from tortoise_lab.compare import plot_spectrogram
+    from tortoise_lab.train.ar import text_ids
+    from tortoise_lab.train.decode import speak_codes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pools = [corpus.indices("held_out"), corpus.indices("unseen")]
+    chosen, used_voices = [], set()
+    for k in range(max(len(p) for p in pools)):
+        for pool in pools:
+            if k < len(pool) and corpus.voice_ids[pool[k]] not in used_voices and len(chosen) < count:
+                chosen.append(pool[k])
+                used_voices.add(corpus.voice_ids[pool[k]])
+    rows = []
+    for n, index in enumerate(chosen, start=1):
+        voice_id = corpus.voice_ids[index]
+        cond = model.conditioning_latent(data.cond_pool[voice_id][:data.config.cond_clips].float().unsqueeze(0))
+        tokens = text_ids(tokenizer, corpus.texts[index]).unsqueeze(0)
+        wav, codes, stopped = speak_codes(model, quantizer, cond, tokens)
+        ours, theirs = f"{n:02d}.wav", f"{n:02d}-espeak.wav"
+        save_audio(folder / ours, wav, OUTPUT_SAMPLE_RATE, subtype="PCM_16")
+        save_audio(folder / theirs, corpus.wav(index), INPUT_SAMPLE_RATE, subtype="PCM_16")
+        rows.append({"text": corpus.texts[index], "split": corpus.splits[index],
+                     "voice": corpus.voices[voice_id].name, "stopped": stopped, "ours": ours, "espeak": theirs})
+    if rows:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(len(rows), 2, figsize=(12, 2.6 * len(rows)), squeeze=False,
+                                    constrained_layout=True)
+        for (left, right), row in zip(axes, rows):
+            import soundfile
+
+            for axis, name, label in ((left, row["ours"], "embedded model"), (right, row["espeak"], "espeak-ng")):
+                samples, rate = soundfile.read(str(folder / name), dtype="float32")
+                plot_spectrogram(torch.from_numpy(samples), rate, title=f"{label} ({row['voice']}, {row['split']}): "
+                                 f"{row['text'][:48]}", axis=axis)
+        figure.savefig(folder / "spectrograms.png", dpi=80)
+        plt.close(figure)
+    (folder / "samples.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
 
 
 def _evaluate(config: TrainConfig, model, quantizer, corpus, data, tokenizer) -> dict:
