@@ -319,6 +319,13 @@ def test_run_training_end_to_end_and_cli(tmp_path):
     audio, codes, _ = speak_codes(result.model, result.quantizer, cond, torch.tensor([[20, 30, 0]]), max_codes=8,
                                   iterations=4)
     assert audio.shape[-1] == (len(codes) * 4 - 1) * 256 if len(codes) else audio.shape[-1] == 0
+    # The shipped folder evaluates on the run's held-out sentences as the run itself did.
+    from tortoise_lab.train.crosseval import main as crosseval
+
+    assert crosseval(["--model-dir", str(folder), "--run", str(tmp_path / "run"), "--out", str(tmp_path / "x.json")]) == 0
+    crossed = json.loads((tmp_path / "x.json").read_text())
+    assert [u["text"] for u in crossed["utterances"]] == [u["text"] for u in result.evaluation["utterances"]]
+    assert crossed["summary"]["count"] == 2
     # Running the same command again finds everything done: no new steps, and the training time is kept.
     again = run_training(config)
     assert again.losses == [] and again.timings["training_s"] >= result.timings["training_s"]

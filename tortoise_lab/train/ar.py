@@ -28,7 +28,8 @@ from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.corpus import Corpus
 from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel
 
-__all__ = ["ARConfig", "ARData", "ARBatch", "embedded_gpt_config", "prepare_ar_data", "ar_loss", "text_ids",
+__all__ = ["ARConfig", "ARData", "ARBatch", "embedded_gpt_config", "prepare_ar_data", "conditioning_pool", "ar_loss",
+           "text_ids",
            "STEP_SEED_STRIDE"]
 
 BUCKET_BATCHES = 50  # batches per length-sorted bucket: enough to sort well, few enough to keep epochs shuffled
@@ -164,12 +165,21 @@ def prepare_ar_data(corpus: Corpus, quantizer: KMeansQuantizer, indices: list[in
         texts.append(ids)
         code_rows.append(row.to(torch.int16 if quantizer.config.codes < 2**15 else torch.long))
         voices.append(corpus.voice_ids[index])
-    pool: dict[int, torch.Tensor] = {}
-    for voice in sorted(set(voices)):
-        mine = [i for i in indices if corpus.voice_ids[i] == voice][:config.pool_size]
-        pool[voice] = torch.stack([conditioning_mel(corpus.wav(i)) for i in mine]).half()  # (P, 80, 517)
+    pool = conditioning_pool(corpus, indices, config.pool_size, sorted(set(voices)))
     code_rows = [r.long() for r in code_rows]
     return ARData(texts, code_rows, voices, pool, gpt, config, seed), dropped
+
+
+def conditioning_pool(corpus: Corpus, indices: list[int], pool_size: int,
+                      voices: list[int] | None = None) -> dict[int, torch.Tensor]:
+    """Per voice (default: every voice among ``indices``), the conditioning mels (P, 80, 517) of its first
+    ``pool_size`` utterances among ``indices``: the clips training conditions on, and evaluation too."""
+    voices = voices if voices is not None else sorted({corpus.voice_ids[i] for i in indices})
+    pool: dict[int, torch.Tensor] = {}
+    for voice in voices:
+        mine = [i for i in indices if corpus.voice_ids[i] == voice][:pool_size]
+        pool[voice] = torch.stack([conditioning_mel(corpus.wav(i)) for i in mine]).half()  # (P, 80, 517)
+    return pool
 
 
 def ar_loss(model: UnifiedVoice, batch: ARBatch, text_weight: float = 0.01) -> tuple[torch.Tensor, dict[str, float]]:

@@ -172,7 +172,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     evaluation = None
     if config.eval_count:
         clock = time.perf_counter()
-        evaluation = _evaluate(config, model, quantizer, corpus, data, tokenizer)
+        evaluation = evaluate_run(config, model, quantizer, corpus, data.cond_pool, data.config.cond_clips, tokenizer)
         (out / "eval.json").write_text(json.dumps(evaluation, indent=1))
         timings["evaluation_s"] = time.perf_counter() - clock
     if config.samples:
@@ -246,13 +246,16 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
     return rows
 
 
-def _evaluate(config: TrainConfig, model, quantizer, corpus, data, tokenizer) -> dict:
+def evaluate_run(config: TrainConfig, model: UnifiedVoice, quantizer: KMeansQuantizer, corpus,
+                 cond_pool: dict[int, torch.Tensor], cond_clips: int, tokenizer: Tokenizer) -> dict:
+    """The held-out measures of ``model`` (with its own ``quantizer``) on the first ``eval_count`` held-out
+    utterances of ``corpus`` (half from each split), conditioned on ``cond_clips`` clips of each voice's pool."""
     names = {i: v.name for i, v in enumerate(corpus.voices)}
     per_split = max(1, config.eval_count // 2)
     chosen = corpus.indices("held_out")[:per_split] + corpus.indices("unseen")[:per_split]
     items = [{"text": corpus.texts[i], "split": corpus.splits[i], "voice": names[corpus.voice_ids[i]],
               "wav": corpus.wav(i)} for i in chosen]
-    cond = {names[v]: pool[:data.config.cond_clips] for v, pool in data.cond_pool.items()}
+    cond = {names[v]: pool[:cond_clips] for v, pool in cond_pool.items()}
     by_name = {v.name: v for v in corpus.voices}
 
     def speak(text: str, voice: str) -> torch.Tensor:
