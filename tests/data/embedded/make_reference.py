@@ -15,7 +15,8 @@ from tortoise_lab.train.corpus import VOICES, make_sentences, synthesize
 
 def main() -> None:
     recipe = json.loads((EMBEDDED_DIR / "config.json").read_text())["train_config"]
-    sentences = make_sentences(recipe["sentences"], recipe["held_out"], recipe["unseen"], seed=recipe["seed"])
+    sentences = make_sentences(recipe["sentences"], recipe["held_out"], recipe["unseen"], seed=recipe["seed"],
+                               broad_fraction=recipe.get("broad_fraction", 0.0))
     held_out = sorted(sentences.held_out, key=len)
     chosen = {"same": held_out[len(held_out) // 2], "other": held_out[len(held_out) // 2 + 1]}
     speaker = next(v for v in VOICES if v.name == "us-m3")
