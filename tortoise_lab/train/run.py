@@ -227,6 +227,7 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
                      "voice": corpus.voices[voice_id].name, "stopped": stopped, "ours": ours, "espeak": theirs})
     if rows:
         import matplotlib
+        import soundfile
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
@@ -234,12 +235,10 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
         figure, axes = plt.subplots(len(rows), 2, figsize=(12, 2.6 * len(rows)), squeeze=False,
                                     constrained_layout=True)
         for (left, right), row in zip(axes, rows):
-            import soundfile
-
             for axis, name, label in ((left, row["ours"], "embedded model"), (right, row["espeak"], "espeak-ng")):
                 samples, rate = soundfile.read(str(folder / name), dtype="float32")
-                plot_spectrogram(torch.from_numpy(samples), rate, title=f"{label} ({row['voice']}, {row['split']}): "
-                                 f"{row['text'][:48]}", axis=axis)
+                plot_spectrogram(torch.from_numpy(samples), rate, axis=axis)
+                axis.set_title(f"{label} · {row['voice']} · {row['split']}\n{row['text']}", fontsize=9)
         figure.savefig(folder / "spectrograms.png", dpi=80)
         plt.close(figure)
     (folder / "samples.json").write_text(json.dumps(rows, indent=1) + "\n")
