@@ -89,6 +89,8 @@ def test_broad_sentences_widen_the_vocabulary_and_keep_the_splits_honest():
     forms = set(broad.unseen_words) | {_inflect_engine().plural(w) for w in broad.unseen_words}
     assert not vocabulary & forms
     assert all(_words(t) & forms for t in broad.unseen)
+    with pytest.raises(ValueError, match="train on more sentences or lower broad_fraction"):
+        make_sentences(10, 20, 2, seed=5, broad_fraction=0.5)  # 10 sentences cannot hold 20 held-out ones' words
     banned = set((importlib.resources.files("wonderwords") / "assets" /
                   "profanitylist.txt").read_text().splitlines())
     assert not vocabulary & banned
@@ -292,7 +294,8 @@ def test_speaker_identification_tells_two_espeak_voices_apart_and_not_by_the_wor
 
 
 def test_run_training_end_to_end_and_cli(tmp_path):
-    args = ["--out-dir", str(tmp_path / "run"), "--backend", "tones", "--sentences", "32", "--held-out", "2",
+    args = ["--out-dir", str(tmp_path / "run"), "--backend", "tones", "--sentences", "32", "--broad-fraction", "0",
+            "--held-out", "2",
             "--unseen", "2", "--codes", "16", "--fit-utterances", "32", "--kmeans-iterations", "4", "--layers", "1",
             "--model-dim", "32", "--heads", "2", "--conditioning-blocks", "1", "--batch-size", "8", "--steps", "6",
             "--warmup-steps", "2", "--checkpoint-every", "3", "--log-every", "3", "--eval-count", "2",

@@ -259,13 +259,14 @@ def make_sentences(n_train: int, n_held_out: int = 50, n_unseen: int = 50, seed:
                              for pool in (words.nouns, words.adjectives, words.verbs)))
 
     def draw(count: int, nouns: list[str], broad_nouns: list[str], taken: set[str],
-             accept: Callable[[str], bool] = lambda text: True) -> list[str]:
+             accept: Callable[[str], bool] = lambda text: True,
+             exhausted: str = "The grammar ran out of distinct sentences after {found} of {count}.") -> list[str]:
         out: list[str] = []
         attempts = 0
         while len(out) < count:
             attempts += 1
             if attempts > 50 * count + 1000:
-                raise ValueError(f"The grammar ran out of distinct sentences after {len(out)} of {count}.")
+                raise ValueError(exhausted.format(found=len(out), count=count))
             # rng.random() only when the broad grammar is on: a fraction of 0 draws exactly the sentences it used to.
             if words is not None and rng.random() < broad_fraction:
                 text = _broad_sentence(rng, broad_nouns, words)
@@ -286,7 +287,9 @@ def make_sentences(n_train: int, n_held_out: int = 50, n_unseen: int = 50, seed:
         # one) that no training sentence has are replaced by sentences made only of heard words.
         heard = set().union(*map(_words, train))
         held_out = [t for t in held_out if _words(t) <= heard]
-        held_out += draw(n_held_out - len(held_out), seen_nouns, broad_nouns, taken, lambda t: _words(t) <= heard)
+        held_out += draw(n_held_out - len(held_out), seen_nouns, broad_nouns, taken, lambda t: _words(t) <= heard,
+                         f"Only {{found}} more of {n_held_out} held-out sentences could be made of words the "
+                         f"{n_train} training sentences use; train on more sentences or lower broad_fraction.")
     return Sentences(train=train, held_out=held_out, unseen=unseen, unseen_words=sorted(unseen_nouns))
 
 

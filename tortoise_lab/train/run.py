@@ -47,7 +47,7 @@ class TrainConfig:
     sentences: int = 20_000  # training sentences
     held_out: int = 50  # held-out sentences made of training words
     unseen: int = 50  # held-out sentences each with a word never seen in training
-    broad_fraction: float = 0.0  # share of sentences from the broad word lists (wonderwords; needs the train extra)
+    broad_fraction: float = 0.5  # share of sentences from the broad word lists (wonderwords; needs the train extra)
     voices: str = "all"  # comma-separated voice names from corpus.VOICES, or "all"
     workers: int = 2  # parallel espeak-ng processes
     cache_dir: str | None = None  # where synthesised corpora are cached (default: out_dir/cache)
@@ -62,7 +62,7 @@ class TrainConfig:
     heads: int = 4  # attention heads
     conditioning_blocks: int = 2  # attention blocks of the voice-conditioning encoder
     batch_size: int = 32  # utterances per step
-    steps: int = 6_000  # optimiser steps
+    steps: int = 4_000  # optimiser steps
     lr: float = 1e-3  # peak AdamW learning rate (warm-up, then cosine decay)
     warmup_steps: int = 200  # linear warm-up steps
     checkpoint_every: int = 250  # steps between (atomic) checkpoints
