@@ -295,10 +295,9 @@ def test_speaker_identification_tells_two_espeak_voices_apart_and_not_by_the_wor
 
 def test_run_training_end_to_end_and_cli(tmp_path):
     args = ["--out-dir", str(tmp_path / "run"), "--backend", "tones", "--sentences", "32", "--broad-fraction", "0",
-            "--held-out", "2",
-            "--unseen", "2", "--codes", "16", "--fit-utterances", "32", "--kmeans-iterations", "4", "--layers", "1",
-            "--model-dim", "32", "--heads", "2", "--conditioning-blocks", "1", "--batch-size", "8", "--steps", "6",
-            "--warmup-steps", "2", "--checkpoint-every", "3", "--log-every", "3", "--eval-count", "2",
+            "--held-out", "2", "--unseen", "2", "--codes", "16", "--fit-utterances", "32", "--kmeans-iterations", "4",
+            "--layers", "1", "--model-dim", "32", "--heads", "2", "--conditioning-blocks", "1", "--batch-size", "8",
+            "--steps", "6", "--warmup-steps", "2", "--checkpoint-every", "3", "--log-every", "3", "--eval-count", "2",
             "--no-progress"]
     config = TrainConfig(**vars(build_parser().parse_args(args)))
     result = run_training(config)
