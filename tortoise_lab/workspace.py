@@ -22,8 +22,8 @@ from tortoise_lab.model_set import (ALWAYS_NEEDED, EMBEDDED_DESCRIPTION, ModelSe
 from tortoise_lab.pipeline import Speech, TextToSpeech
 
 __all__ = ["TEST_MODE_VARIABLE", "test_mode", "ModelChoice", "choose_models", "environment_report",
-           "markdown_table", "audio_player", "preset_tour", "preset_rows", "option_sweep", "sweep_rows", "EMBEDDED_VOICE",
-           "OFFICIAL_VOICE"]
+           "markdown_table", "audio_player", "preset_tour", "preset_rows", "PRESET_HEADERS", "option_sweep",
+           "sweep_rows", "SWEEP_HEADERS", "EMBEDDED_VOICE", "OFFICIAL_VOICE"]
 
 TEST_MODE_VARIABLE = "TORTOISE_LAB_TEST_MODE"
 EMBEDDED_VOICE = "espeak_us_m3"  # a project voice made from the espeak-ng speaker the embedded model knows best
