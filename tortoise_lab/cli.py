@@ -230,10 +230,7 @@ def _check_weights(args: argparse.Namespace, specs: list[str], settings) -> None
             f"or add --tiny to try the pipeline on random weights.", EXIT_NEEDS_FETCH)
 
 
-RANDOM_VOICE_SPEC = "random"
-# The embedded model has no random voice; this project voice (one of its training speakers) stands in.
-EMBEDDED_DEFAULT_VOICE = "espeak_us_m3"
-
+RANDOM_VOICE_SPEC = "random"  # the embedded model has none: model_set.EMBEDDED_DEFAULT_VOICE stands in
 
 def _resolve_model(args: argparse.Namespace, specs: list[str], settings) -> list[str]:
     """Decide which model speaks (sets ``args.resolved_model``) and return the voice specs it will use.
@@ -241,7 +238,7 @@ def _resolve_model(args: argparse.Namespace, specs: list[str], settings) -> list
     --tiny: random tiny weights. --model official: the official weights or a one-sentence error. --model embedded:
     the small model shipped in the package. auto (default): official when its weights are here, else embedded.
     """
-    from tortoise_lab.model_set import embedded_available
+    from tortoise_lab.model_set import EMBEDDED_DEFAULT_VOICE, embedded_available
 
     if args.tiny:
         args.resolved_model = "tiny"

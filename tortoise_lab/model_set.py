@@ -139,6 +139,9 @@ def official_models(models_dir: str | Path | None = None, device: str | torch.de
 
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "embedded"
+# The voice the embedded model speaks in when none is given (it has no random voice): a project voice made from the
+# espeak-ng speaker it was trained on.
+EMBEDDED_DEFAULT_VOICE = "espeak_us_m3"
 EMBEDDED_DESCRIPTION = "the embedded tiny model (trained on espeak-ng speech; codebook mel decoder + Griffin-Lim)"
 
 

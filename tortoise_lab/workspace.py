@@ -17,8 +17,8 @@ import torch
 
 from tortoise_lab import assets
 from tortoise_lab.config import preset_settings
-from tortoise_lab.model_set import (ALWAYS_NEEDED, EMBEDDED_DESCRIPTION, ModelSet, WeightsMissing, embedded_available,
-                                    embedded_models, official_models)
+from tortoise_lab.model_set import (ALWAYS_NEEDED, EMBEDDED_DEFAULT_VOICE, EMBEDDED_DESCRIPTION, ModelSet,
+                                    WeightsMissing, embedded_available, embedded_models, official_models)
 from tortoise_lab.pipeline import Speech, TextToSpeech
 
 __all__ = ["TEST_MODE_VARIABLE", "test_mode", "ModelChoice", "choose_models", "environment_report",
@@ -26,7 +26,7 @@ __all__ = ["TEST_MODE_VARIABLE", "test_mode", "ModelChoice", "choose_models", "e
            "sweep_rows", "SWEEP_HEADERS", "EMBEDDED_VOICE", "OFFICIAL_VOICE"]
 
 TEST_MODE_VARIABLE = "TORTOISE_LAB_TEST_MODE"
-EMBEDDED_VOICE = "espeak_us_m3"  # a project voice made from the espeak-ng speaker the embedded model knows best
+EMBEDDED_VOICE = EMBEDDED_DEFAULT_VOICE  # the voice the embedded model speaks in when none is given
 OFFICIAL_VOICE = "tom"  # a built-in voice of the official release
 PACKAGES = ("torch", "torchaudio", "transformers", "deepspeed", "safetensors", "huggingface_hub", "soundfile",
             "ipywidgets", "jupyterlab", "nbval")
