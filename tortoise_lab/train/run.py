@@ -214,7 +214,7 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
             if k < len(pool) and corpus.voice_ids[pool[k]] not in used_voices and len(chosen) < count:
                 chosen.append(pool[k])
                 used_voices.add(corpus.voice_ids[pool[k]])
-    rows = []
+    rows, audio = [], []
     for n, index in enumerate(chosen, start=1):
         voice_id = corpus.voice_ids[index]
         cond = model.conditioning_latent(data.cond_pool[voice_id][:data.config.cond_clips].float().unsqueeze(0))
@@ -223,21 +223,20 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
         ours, theirs = f"{n:02d}.wav", f"{n:02d}-espeak.wav"
         save_audio(folder / ours, wav, OUTPUT_SAMPLE_RATE, subtype="PCM_16")
         save_audio(folder / theirs, corpus.wav(index), INPUT_SAMPLE_RATE, subtype="PCM_16")
+        audio.append(((wav, OUTPUT_SAMPLE_RATE, "embedded model"), (corpus.wav(index), INPUT_SAMPLE_RATE, "espeak-ng")))
         rows.append({"text": corpus.texts[index], "split": corpus.splits[index],
                      "voice": corpus.voices[voice_id].name, "stopped": stopped, "ours": ours, "espeak": theirs})
     if rows:
         import matplotlib
-        import soundfile
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
         figure, axes = plt.subplots(len(rows), 2, figsize=(12, 2.6 * len(rows)), squeeze=False,
                                     constrained_layout=True)
-        for (left, right), row in zip(axes, rows):
-            for axis, name, label in ((left, row["ours"], "embedded model"), (right, row["espeak"], "espeak-ng")):
-                samples, rate = soundfile.read(str(folder / name), dtype="float32")
-                plot_spectrogram(torch.from_numpy(samples), rate, axis=axis)
+        for pair_axes, row, pair in zip(axes, rows, audio):
+            for axis, (wav, rate, label) in zip(pair_axes, pair):
+                plot_spectrogram(wav, rate, axis=axis)
                 axis.set_title(f"{label} · {row['voice']} · {row['split']}\n{row['text']}", fontsize=9)
         figure.savefig(folder / "spectrograms.png", dpi=80)
         plt.close(figure)
