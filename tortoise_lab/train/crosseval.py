@@ -19,16 +19,15 @@ from pathlib import Path
 
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, conditioning_pool
-from tortoise_lab.train.corpus import build_corpus, make_sentences
+from tortoise_lab.train.corpus import Corpus, build_corpus, make_sentences
 from tortoise_lab.train.run import TrainConfig, evaluate_run
 
-__all__ = ["cross_evaluate"]
+__all__ = ["cross_evaluate", "load_run"]
 
 
-def cross_evaluate(model_dir: str | Path, run_dir: str | Path, eval_count: int | None = None) -> dict:
-    """``evaluate_run``'s result for the model set in ``model_dir`` on the held-out split of ``run_dir``'s corpus."""
-    from tortoise_lab.model_set import embedded_models
-
+def load_run(run_dir: str | Path, eval_count: int | None = None) -> tuple[TrainConfig, Corpus]:
+    """A training folder's config (``train_config.json``, with ``eval_count`` replaced when given) and its corpus,
+    read from the run's cache (or synthesised again: the recipe is deterministic)."""
     config_path = Path(run_dir) / "train_config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} is missing: --run must be a training folder (python -m "
@@ -37,11 +36,19 @@ def cross_evaluate(model_dir: str | Path, run_dir: str | Path, eval_count: int |
     config = TrainConfig(**{k: v for k, v in json.loads(config_path.read_text()).items() if k in known})
     if eval_count is not None:
         config = dataclasses.replace(config, eval_count=eval_count)
-    models = embedded_models(model_dir)
     sentences = make_sentences(config.sentences, config.held_out, config.unseen, seed=config.seed,
                                broad_fraction=config.broad_fraction)
     corpus = build_corpus(sentences, config.voice_list(), config.backend, config.cache_dir or Path(run_dir) / "cache",
                           config.workers, config.seed, progress=config.progress)
+    return config, corpus
+
+
+def cross_evaluate(model_dir: str | Path, run_dir: str | Path, eval_count: int | None = None) -> dict:
+    """``evaluate_run``'s result for the model set in ``model_dir`` on the held-out split of ``run_dir``'s corpus."""
+    from tortoise_lab.model_set import embedded_models
+
+    config, corpus = load_run(run_dir, eval_count)
+    models = embedded_models(model_dir)
     pool = conditioning_pool(corpus, corpus.indices("train"), ARConfig.pool_size)
     return evaluate_run(config, models.gpt, models.quantizer, corpus, pool, ARConfig.cond_clips, Tokenizer())
 

@@ -37,7 +37,7 @@ from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel
 
 __all__ = ["dtw_log_mel_distance", "stop_token_rate", "codes_until_stop", "length_ratio", "swap_one_word",
            "closer_to_right", "voice_profile", "nearest_voice", "UtteranceResult", "EvalSummary", "evaluate_ar",
-           "summarize"]
+           "evaluate_decoders", "MelDecoder", "summarize"]
 
 MIN_SWAP_WORD_LENGTH = 3  # words shorter than this ("a", "of") are not swapped: changing them is barely audible
 
@@ -192,16 +192,32 @@ def summarize(results: list[UtteranceResult]) -> EvalSummary:
     return EvalSummary(**overall, per_split={s: _split_summary([r for r in results if r.split == s]) for s in splits})
 
 
+MelDecoder = Callable[[torch.Tensor, dict], torch.Tensor]  # (codes (L,), item) -> (100, frames) log mel
+
+
 @torch.no_grad()
 def evaluate_ar(model: UnifiedVoice, quantizer: KMeansQuantizer, items: list[dict], cond_mels: dict[str, torch.Tensor],
                 speak: Callable[[str, str], torch.Tensor] | None, vocabulary: list[str], seed: int = 0,
                 tokenizer: Tokenizer | None = None, progress: bool = False) -> list[UtteranceResult]:
-    """Decode each item greedily and measure it.
+    """Decode each item greedily and measure it, with the code book as the mel decoder.
 
     items: dicts with "text", "split", "voice" and "wav" ((1, N) 22.05 kHz rendering). cond_mels: voice ->
     (clips, 80, 517) conditioning mels. ``speak(text, voice)`` renders the word-swapped sentence (None: no swap
     test). The baseline pairs each item with the next item of the same voice.
     """
+    decoders = {"codebook": lambda codes, item: quantizer.decode(codes)}
+    return evaluate_decoders(model, quantizer, items, cond_mels, speak, vocabulary, decoders, seed, tokenizer,
+                             progress)["codebook"]
+
+
+@torch.no_grad()
+def evaluate_decoders(model: UnifiedVoice, quantizer: KMeansQuantizer, items: list[dict],
+                      cond_mels: dict[str, torch.Tensor], speak: Callable[[str, str], torch.Tensor] | None,
+                      vocabulary: list[str], decoders: dict[str, MelDecoder], seed: int = 0,
+                      tokenizer: Tokenizer | None = None, progress: bool = False) -> dict[str, list[UtteranceResult]]:
+    """``evaluate_ar`` for several ways of turning codes into a mel, on the same decoded codes and the same
+    word-swap renderings: decoder name -> its results. A decoder's ceiling is that decoder applied to the
+    rendering's own codes. ``quantizer`` gives the rendering's codes (and its length in codes)."""
     from tqdm.auto import tqdm
 
     tokenizer = tokenizer or Tokenizer()
@@ -209,7 +225,7 @@ def evaluate_ar(model: UnifiedVoice, quantizer: KMeansQuantizer, items: list[dic
     model.eval()
     stop = model.config.stop_mel_token
     reference_mels = [code_mel(item["wav"]) for item in items]
-    results = []
+    results: dict[str, list[UtteranceResult]] = {name: [] for name in decoders}
     for k, item in enumerate(tqdm(items, desc="evaluating", disable=not progress)):
         reference = reference_mels[k]
         reference_codes = quantizer.encode(reference)
@@ -218,26 +234,27 @@ def evaluate_ar(model: UnifiedVoice, quantizer: KMeansQuantizer, items: list[dic
         limit = min(model.config.max_mel_tokens, 2 * len(reference_codes) + 20)
         row = generate_codes(model, cond_latent, tokens, limit, greedy=True)[0]
         codes, stopped = codes_until_stop(row, stop)
-        generated = quantizer.decode(codes) if len(codes) else reference[:, :0]
         same_voice = [j for j in range(len(items)) if items[j]["voice"] == item["voice"] and j != k]
         other = next((j for j in same_voice if j > k), same_voice[0]) if same_voice else (k + 1) % len(items)
-        swap_correct = None
+        baseline = dtw_log_mel_distance(reference_mels[other], reference) if len(items) > 1 else float("nan")
+        swapped = None
         if speak is not None and len(codes):
             swapped = code_mel(speak(swap_one_word(item["text"], rng, vocabulary), item["voice"]))
-            swap_correct = closer_to_right(generated, reference, swapped)
         profiles = _speaker_profiles(items, reference_mels, leave_out=k)
-        speaker_correct = speaker_ceiling_correct = None
-        if len(profiles) > 1 and item["voice"] in profiles:
-            ceiling_mel = quantizer.decode(reference_codes)
-            speaker_ceiling_correct = nearest_voice(voice_profile(ceiling_mel), profiles) == item["voice"]
-            if len(codes):
-                speaker_correct = nearest_voice(voice_profile(generated), profiles) == item["voice"]
-        results.append(UtteranceResult(
-            text=item["text"], split=item["split"], voice=item["voice"], stopped=stopped,
-            generated_codes=len(codes), reference_codes=len(reference_codes),
-            distance=dtw_log_mel_distance(generated, reference),
-            baseline=dtw_log_mel_distance(reference_mels[other], reference) if len(items) > 1 else float("nan"),
-            ceiling=dtw_log_mel_distance(quantizer.decode(reference_codes), reference),
-            swap_correct=swap_correct, speaker_correct=speaker_correct,
-            speaker_ceiling_correct=speaker_ceiling_correct))
+        tell_speakers = len(profiles) > 1 and item["voice"] in profiles
+        for name, decode in decoders.items():
+            generated = decode(codes, item) if len(codes) else reference[:, :0]
+            ceiling_mel = decode(reference_codes, item)
+            speaker_correct = speaker_ceiling_correct = None
+            if tell_speakers:
+                speaker_ceiling_correct = nearest_voice(voice_profile(ceiling_mel), profiles) == item["voice"]
+                if len(codes):
+                    speaker_correct = nearest_voice(voice_profile(generated), profiles) == item["voice"]
+            results[name].append(UtteranceResult(
+                text=item["text"], split=item["split"], voice=item["voice"], stopped=stopped,
+                generated_codes=len(codes), reference_codes=len(reference_codes),
+                distance=dtw_log_mel_distance(generated, reference), baseline=baseline,
+                ceiling=dtw_log_mel_distance(ceiling_mel, reference),
+                swap_correct=closer_to_right(generated, reference, swapped) if swapped is not None else None,
+                speaker_correct=speaker_correct, speaker_ceiling_correct=speaker_ceiling_correct))
     return results

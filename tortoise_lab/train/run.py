@@ -31,7 +31,7 @@ from tortoise_lab.train.evaluate import evaluate_ar, summarize
 from tortoise_lab.train.loop import LoopConfig, atomic_path, train_loop
 from tortoise_lab.models.quantizer import KMeansQuantizer, QuantizerConfig, code_mel
 
-__all__ = ["TrainConfig", "TrainResult", "run_training", "EMBEDDED_FILES"]
+__all__ = ["TrainConfig", "TrainResult", "run_training", "evaluation_items", "evaluate_run", "EMBEDDED_FILES"]
 
 EMBEDDED_FILES = ("autoregressive.safetensors", "quantizer.safetensors", "config.json")
 
@@ -244,10 +244,10 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
     return rows
 
 
-def evaluate_run(config: TrainConfig, model: UnifiedVoice, quantizer: KMeansQuantizer, corpus,
-                 cond_pool: dict[int, torch.Tensor], cond_clips: int, tokenizer: Tokenizer) -> dict:
-    """The held-out measures of ``model`` (with its own ``quantizer``) on the first ``eval_count`` held-out
-    utterances of ``corpus`` (half from each split), conditioned on ``cond_clips`` clips of each voice's pool."""
+def evaluation_items(config: TrainConfig, corpus, cond_pool: dict[int, torch.Tensor], cond_clips: int):
+    """What a run is evaluated on: (items, cond_mels, speak) for ``evaluate_ar``/``evaluate_decoders``. The items
+    are the first ``eval_count`` held-out utterances of ``corpus`` (half from each split), each voice conditioned
+    on the first ``cond_clips`` clips of its pool; ``speak`` renders a word-swapped sentence."""
     names = {i: v.name for i, v in enumerate(corpus.voices)}
     per_split = max(1, config.eval_count // 2)
     chosen = corpus.indices("held_out")[:per_split] + corpus.indices("unseen")[:per_split]
@@ -260,6 +260,13 @@ def evaluate_run(config: TrainConfig, model: UnifiedVoice, quantizer: KMeansQuan
         audio = synthesize([(text, by_name[voice])], config.backend)[0]
         return torch.from_numpy(audio.astype("float32") / 32768.0).unsqueeze(0)
 
+    return items, cond, speak
+
+
+def evaluate_run(config: TrainConfig, model: UnifiedVoice, quantizer: KMeansQuantizer, corpus,
+                 cond_pool: dict[int, torch.Tensor], cond_clips: int, tokenizer: Tokenizer) -> dict:
+    """The held-out measures of ``model`` (with its own ``quantizer``) on ``evaluation_items``."""
+    items, cond, speak = evaluation_items(config, corpus, cond_pool, cond_clips)
     results = evaluate_ar(model, quantizer, items, cond, speak, NOUNS + ADJECTIVES, seed=config.seed,
                           tokenizer=tokenizer, progress=config.progress)
     return {"summary": summarize(results).to_dict(),

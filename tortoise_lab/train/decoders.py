@@ -1,0 +1,317 @@
+"""Which mel decoder and vocoder the embedded model uses, decided by measurement on held-out sentences.
+
+    python -m tortoise_lab.train.decoders --run runs/broad --model-dir tortoise_lab/data/embedded \\
+        --out-dir runs/broad/decoders
+
+Three stages, each written into ``out_dir`` and skipped (or resumed) when its output is there:
+
+1. ``diffusion``: a tiny ``DiffusionDecoder`` trained on the frozen AR model's latents (``train.diffusion``);
+2. ``vocoder``: a tiny UnivNet generator trained on the corpus's audio (``train.vocoder``);
+3. ``compare``: ``evaluate_decoders`` on the run's held-out sentences, with the same greedy codes and word-swap
+   renderings for every chain. Mel decoders (code book, diffusion) are measured on the mel they produce;
+   vocoders (Griffin-Lim, UnivNet) on the mel *heard* in their audio (``code_mel`` of the 24 kHz output), after
+   the better mel decoder. A candidate replaces the simpler choice only when its DTW distance is lower and its
+   word-swap accuracy is not. Writes ``comparison.json`` and ``comparison.md`` (the table and the decision).
+
+``--stages`` runs a subset, so the two trainings can run side by side (one thread each) and be compared after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from tortoise_lab.audio import OUTPUT_SAMPLE_RATE
+from tortoise_lab.models.diffusion import DiffusionDecoder
+from tortoise_lab.models.griffin_lim import griffin_lim
+from tortoise_lab.models.quantizer import code_mel
+from tortoise_lab.models.vocoder import UnivNetGenerator
+from tortoise_lab.text import Tokenizer
+from tortoise_lab.train.ar import ARConfig, conditioning_pool, text_ids
+from tortoise_lab.train.diffusion import (DiffusionTrainConfig, diffusion_conditioning_pool, diffusion_loss,
+                                         prepare_diffusion_data, sample_mel)
+from tortoise_lab.train.loop import LoopConfig, latest_step, load_checkpoint, train_loop
+from tortoise_lab.train.vocoder import VocoderTrainConfig, prepare_vocoder_data, vocoder_loss
+
+__all__ = ["DecoderRunConfig", "run_decoders", "STAGES"]
+
+STAGES = ("diffusion", "vocoder", "compare")
+
+
+@dataclass
+class DecoderRunConfig:
+    run: str = "runs/embedded"  # the AR training folder (its corpus, split and codes)
+    model_dir: str = "tortoise_lab/data/embedded"  # the model set whose AR model and code book are used (frozen)
+    out_dir: str = "runs/embedded/decoders"
+    seed: int = 0
+    stages: str = ",".join(STAGES)
+    # diffusion decoder
+    diffusion_channels: int = 128  # model width (official: 1024)
+    diffusion_layers: int = 4  # main diffusion layers (official: 10)
+    diffusion_steps: int = 3_000
+    diffusion_lr: float = 1e-3
+    diffusion_batch_size: int = 16
+    diffusion_utterances: int = 4_000
+    sampling_steps: int = 30  # DDIM steps at evaluation
+    cond_free_k: str = "0,2"  # guidance strengths compared (comma-separated; 0 is no guidance)
+    # vocoder
+    vocoder_channels: int = 16  # UnivNet channel size (official: 32)
+    vocoder_steps: int = 3_000
+    vocoder_lr: float = 1e-3
+    vocoder_batch_size: int = 8
+    vocoder_utterances: int = 2_000
+    # evaluation
+    eval_count: int = 100
+    threads: int | None = None
+    progress: bool = True
+
+    def stage_list(self) -> list[str]:
+        stages = [s for s in self.stages.split(",") if s]
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"Unknown stage {unknown[0]!r}. Available: {', '.join(STAGES)}.")
+        return stages
+
+    def guidance(self) -> list[float]:
+        return [float(k) for k in self.cond_free_k.split(",") if k]
+
+    def diffusion_config(self) -> DiffusionTrainConfig:
+        return DiffusionTrainConfig(model_channels=self.diffusion_channels, num_layers=self.diffusion_layers,
+                                    batch_size=self.diffusion_batch_size, utterances=self.diffusion_utterances)
+
+    def vocoder_config(self) -> VocoderTrainConfig:
+        return VocoderTrainConfig(channel_size=self.vocoder_channels, batch_size=self.vocoder_batch_size,
+                                  utterances=self.vocoder_utterances)
+
+    def loop_config(self, steps: int, lr: float) -> LoopConfig:
+        return LoopConfig(steps=steps, lr=lr, warmup_steps=min(200, steps // 10 + 1), checkpoint_every=250,
+                          log_every=10, progress=self.progress)
+
+
+class _Context:
+    """What every stage reads: the run's corpus and codes, the frozen AR model, conditioning per voice."""
+
+    def __init__(self, config: DecoderRunConfig):
+        from tortoise_lab.model_set import embedded_models
+        from tortoise_lab.train.crosseval import load_run
+
+        self.run_config, self.corpus = load_run(config.run, config.eval_count)
+        models = embedded_models(config.model_dir)
+        self.gpt, self.quantizer = models.gpt.eval(), models.quantizer
+        self.train_indices = self.corpus.indices("train")
+        self.cond_pool = conditioning_pool(self.corpus, self.train_indices, ARConfig.pool_size)
+        with torch.no_grad():
+            self.cond_latents = {v: self.gpt.conditioning_latent(pool[:ARConfig.cond_clips].float().unsqueeze(0))
+                                 for v, pool in self.cond_pool.items()}  # voice -> (1, C)
+        self._codes = None
+        self._run = Path(config.run)
+
+    def codes(self) -> list[torch.Tensor]:
+        """The training utterances' codes: the run's codes.safetensors when it matches, else encoded now."""
+        if self._codes is None:
+            from safetensors.torch import load_file
+
+            path = self._run / "codes.safetensors"
+            stored = load_file(str(path)) if path.is_file() else None
+            if stored is not None and stored["indices"].tolist() == self.train_indices:
+                self._codes = list(stored["codes"].long().split(stored["lengths"].tolist()))
+            else:
+                self._codes = [self.quantizer.encode(code_mel(self.corpus.wav(i))) for i in self.train_indices]
+        return self._codes
+
+
+def _diffusion_data(config: DecoderRunConfig, context: _Context):
+    return prepare_diffusion_data(context.gpt, context.corpus, context.train_indices, context.codes(),
+                                  context.cond_latents, config.diffusion_config(), context.quantizer.config.stack,
+                                  config.seed, progress=config.progress)
+
+
+def _diffusion_model(config: DecoderRunConfig, context: _Context) -> DiffusionDecoder:
+    torch.manual_seed(config.seed)
+    return DiffusionDecoder(config.diffusion_config().model_config(context.gpt.config.model_dim,
+                                                                   context.quantizer.config.codes))
+
+
+def _vocoder_model(config: DecoderRunConfig) -> UnivNetGenerator:
+    torch.manual_seed(config.seed)
+    return UnivNetGenerator(config.vocoder_config().model_config())
+
+
+def _trained(model: torch.nn.Module, folder: Path, steps: int) -> torch.nn.Module:
+    if latest_step(folder) < steps:
+        raise FileNotFoundError(f"{folder} has no finished training ({latest_step(folder)} of {steps} steps); "
+                                "run its stage first (--stages diffusion / vocoder).")
+    load_checkpoint(folder, model, None)
+    return model.eval()
+
+
+def train_diffusion(config: DecoderRunConfig, context: _Context) -> DiffusionDecoder:
+    data = _diffusion_data(config, context)
+    model = _diffusion_model(config, context)
+    train_loop(model, diffusion_loss, data.batch, config.loop_config(config.diffusion_steps, config.diffusion_lr),
+               Path(config.out_dir) / "diffusion")
+    return model
+
+
+def train_vocoder(config: DecoderRunConfig, context: _Context) -> UnivNetGenerator:
+    data = prepare_vocoder_data(context.corpus, context.train_indices, config.vocoder_config(), config.seed,
+                                progress=config.progress)
+    model = _vocoder_model(config)
+    train_loop(model, vocoder_loss, data.batch, config.loop_config(config.vocoder_steps, config.vocoder_lr),
+               Path(config.out_dir) / "vocoder")
+    return model
+
+
+def _better(candidate: dict, incumbent: dict) -> bool:
+    """The rule the comparison applies: lower DTW distance, and word-swap accuracy not lower."""
+    return candidate["distance"] < incumbent["distance"] and candidate["swap_accuracy"] >= incumbent["swap_accuracy"]
+
+
+def compare(config: DecoderRunConfig, context: _Context) -> dict:
+    from tortoise_lab.train.corpus import ADJECTIVES, NOUNS
+    from tortoise_lab.train.evaluate import evaluate_decoders, summarize
+    from tortoise_lab.train.run import evaluation_items
+
+    out = Path(config.out_dir)
+    diffusion = _trained(_diffusion_model(config, context), out / "diffusion", config.diffusion_steps)
+    vocoder = _trained(_vocoder_model(config), out / "vocoder", config.vocoder_steps)
+    names = {i: v.name for i, v in enumerate(context.corpus.voices)}
+    voice_ids = {name: i for i, name in names.items()}
+    diffusion_pool = diffusion_conditioning_pool(context.corpus, context.train_indices,
+                                                 config.diffusion_config().pool_size, sorted(context.cond_pool))
+    tokenizer = Tokenizer()
+    items, cond, speak = evaluation_items(context.run_config, context.corpus, context.cond_pool, ARConfig.cond_clips)
+
+    def diffusion_decoder(k: float):
+        def decode(codes: torch.Tensor, item: dict) -> torch.Tensor:
+            voice = voice_ids[item["voice"]]
+            latents = context.gpt.latents(context.cond_latents[voice], text_ids(tokenizer, item["text"]).unsqueeze(0),
+                                          codes.long().unsqueeze(0))  # (1, L, C)
+            return sample_mel(diffusion, latents, diffusion_pool[voice][:1].float().unsqueeze(0),
+                              len(codes) * context.quantizer.config.stack, config.sampling_steps, "ddim",
+                              cond_free_k=k or None, seed=config.seed)
+        return decode
+
+    mel_decoders = {"codebook": lambda codes, item: context.quantizer.decode(codes)}
+    for k in config.guidance():
+        mel_decoders[f"diffusion (DDIM {config.sampling_steps}, k={k:g})"] = diffusion_decoder(k)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    mel_results = evaluate_decoders(context.gpt, context.quantizer, items, cond, speak, NOUNS + ADJECTIVES,
+                                    mel_decoders, seed=context.run_config.seed, tokenizer=tokenizer,
+                                    progress=config.progress)
+    timings["mel_decoders_s"] = time.perf_counter() - clock
+    mel_summaries = {name: summarize(r).to_dict() for name, r in mel_results.items()}
+    best_mel = "codebook"
+    for name, summary in mel_summaries.items():
+        if name != "codebook" and _better(summary, mel_summaries[best_mel]):
+            best_mel = name
+
+    generator = torch.Generator()
+
+    def heard(vocode):
+        def decode(codes: torch.Tensor, item: dict) -> torch.Tensor:
+            return code_mel(vocode(mel_decoders[best_mel](codes, item)), OUTPUT_SAMPLE_RATE)
+        return decode
+
+    def univnet(mel: torch.Tensor) -> torch.Tensor:
+        return vocoder.inference(mel.unsqueeze(0), generator.manual_seed(config.seed))[0]  # (1, N)
+
+    vocoders = {"griffin-lim": heard(griffin_lim), "univnet": heard(univnet)}
+    clock = time.perf_counter()
+    with torch.no_grad():
+        audio_results = evaluate_decoders(context.gpt, context.quantizer, items, cond, speak, NOUNS + ADJECTIVES,
+                                          vocoders, seed=context.run_config.seed, tokenizer=tokenizer,
+                                          progress=config.progress)
+    timings["vocoders_s"] = time.perf_counter() - clock
+    audio_summaries = {name: summarize(r).to_dict() for name, r in audio_results.items()}
+    best_vocoder = "univnet" if _better(audio_summaries["univnet"], audio_summaries["griffin-lim"]) else "griffin-lim"
+    result = {
+        "config": asdict(config),
+        "mel_decoders": mel_summaries, "vocoders": audio_summaries,
+        "decision": {"mel_decoder": best_mel, "vocoder": best_vocoder,
+                     "rule": "a candidate wins when its DTW distance is lower and its word-swap accuracy is not"},
+        "training": {stage: _training_summary(out / stage) for stage in ("diffusion", "vocoder")},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }
+    (out / "comparison.json").write_text(json.dumps(result, indent=1))
+    (out / "comparison.md").write_text(comparison_table(result))
+    return result
+
+
+def _training_summary(folder: Path) -> dict:
+    """Steps, final logged loss and seconds of a stage's training (from its loss log and checkpoint)."""
+    import csv
+
+    rows = list(csv.DictReader((folder / "loss.csv").open())) if (folder / "loss.csv").is_file() else []
+    return {"steps": latest_step(folder), "final_loss": float(rows[-1]["loss"]) if rows else None,
+            "first_loss": float(rows[0]["loss"]) if rows else None}
+
+
+def comparison_table(result: dict) -> str:
+    """The comparison as Markdown: one row per chain, the issue's measures, then the decision."""
+    def row(name: str, s: dict) -> str:
+        ratio = s["distance"] / s["baseline"]
+        return (f"| {name} | {s['distance']:.3f} | {ratio:.2f} | {s['ceiling']:.3f} | {s['swap_accuracy']:.2f} | "
+                f"{s['per_split']['unseen']['swap_accuracy']:.2f} | {s['speaker_accuracy']:.2f} |")
+
+    header = ("| chain | DTW distance | / baseline | ceiling | swap | swap (unseen) | speaker ID |\n"
+              "|---|---|---|---|---|---|---|")
+    decision = result["decision"]
+    lines = ["Mel decoders (measured on the mel they produce):", "", header]
+    lines += [row(name, s) for name, s in result["mel_decoders"].items()]
+    lines += ["", f"Vocoders after the {decision['mel_decoder']} mel (measured on the mel heard in the audio):", "",
+              header]
+    lines += [row(name, s) for name, s in result["vocoders"].items()]
+    lines += ["", f"Decision ({decision['rule']}): mel decoder **{decision['mel_decoder']}**, "
+                  f"vocoder **{decision['vocoder']}**.", ""]
+    return "\n".join(lines)
+
+
+def run_decoders(config: DecoderRunConfig) -> dict | None:
+    """Run the requested stages; returns the comparison when it ran."""
+    stages = config.stage_list()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(config.out_dir) / f"decoders_config.{'-'.join(stages)}.json").write_text(json.dumps(asdict(config), indent=1))
+    context = _Context(config)
+    if "diffusion" in stages:
+        train_diffusion(config, context)
+    if "vocoder" in stages:
+        train_vocoder(config, context)
+    return compare(config, context) if "compare" in stages else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tortoise_lab.train.decoders",
+                                     description=__doc__.split("\n\n")[0])
+    defaults = DecoderRunConfig()
+    for field in fields(DecoderRunConfig):
+        flag = "--" + field.name.replace("_", "-")
+        value = getattr(defaults, field.name)
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+        else:
+            kind = int if field.name == "threads" else type(value)
+            parser.add_argument(flag, type=kind, default=value, help=f"default: {value}")
+    args = parser.parse_args(argv)
+    config = DecoderRunConfig(**vars(args))
+    try:
+        result = run_decoders(config)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(comparison_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
