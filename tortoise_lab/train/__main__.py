@@ -24,23 +24,27 @@ def _field_comments(cls) -> dict[str, str]:
     return comments
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tortoise_lab.train",
-                                     description="Train the embedded TorToiSe-shaped model (resumable: re-run the "
-                                                 "same command to continue).")
-    hints = typing.get_type_hints(TrainConfig)
-    comments = _field_comments(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
+def dataclass_parser(cls, prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser with one flag per field of the dataclass ``cls``: ``--field-name``, typed as the field, its help
+    the field's comment, booleans as ``--x/--no-x``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    hints = typing.get_type_hints(cls)
+    comments = _field_comments(cls)
+    for field in dataclasses.fields(cls):
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
+        help_text = f"{comments.get(field.name, '')} (default: {field.default})".strip()
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
-                                help=f"{comments.get(field.name, '')} (default: {field.default})".strip())
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
         else:
             base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None -> X
-            parser.add_argument(flag, type=base, default=field.default,
-                                help=f"{comments.get(field.name, '')} (default: {field.default})".strip())
+            parser.add_argument(flag, type=base, default=field.default, help=help_text)
     return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return dataclass_parser(TrainConfig, "python -m tortoise_lab.train",
+                            "Train the embedded TorToiSe-shaped model (resumable: re-run the same command to continue).")
 
 
 def main(argv: list[str] | None = None) -> int:

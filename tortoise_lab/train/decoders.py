@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -35,7 +35,7 @@ from tortoise_lab.models.vocoder import UnivNetGenerator
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, conditioning_pool, text_ids
 from tortoise_lab.train.diffusion import (DiffusionTrainConfig, diffusion_conditioning_pool, diffusion_loss,
-                                         prepare_diffusion_data, sample_mel)
+                                         init_for_training, prepare_diffusion_data, sample_mel)
 from tortoise_lab.train.loop import LoopConfig, latest_step, load_checkpoint, train_loop
 from tortoise_lab.train.vocoder import VocoderTrainConfig, prepare_vocoder_data, vocoder_loss
 
@@ -46,30 +46,30 @@ STAGES = ("diffusion", "vocoder", "compare")
 
 @dataclass
 class DecoderRunConfig:
-    run: str = "runs/embedded"  # the AR training folder (its corpus, split and codes)
+    run: str = "runs/embedded"  # the AR training folder: its corpus, split and codes
     model_dir: str = "tortoise_lab/data/embedded"  # the model set whose AR model and code book are used (frozen)
-    out_dir: str = "runs/embedded/decoders"
-    seed: int = 0
-    stages: str = ",".join(STAGES)
+    out_dir: str = "runs/embedded/decoders"  # everything this makes; rerun the same command here to resume
+    seed: int = 0  # weights, batches and sampling noise all follow it
+    stages: str = ",".join(STAGES)  # comma-separated subset of diffusion,vocoder,compare
     # diffusion decoder
     diffusion_channels: int = 128  # model width (official: 1024)
     diffusion_layers: int = 4  # main diffusion layers (official: 10)
-    diffusion_steps: int = 3_000
-    diffusion_lr: float = 1e-3
-    diffusion_batch_size: int = 16
-    diffusion_utterances: int = 4_000
+    diffusion_steps: int = 3_000  # optimiser steps
+    diffusion_lr: float = 1e-3  # peak AdamW learning rate
+    diffusion_batch_size: int = 16  # crops of 32 codes (1.4 s) per step
+    diffusion_utterances: int = 4_000  # training utterances whose AR latents are computed and held in memory
     sampling_steps: int = 30  # DDIM steps at evaluation
-    cond_free_k: str = "0,2"  # guidance strengths compared (comma-separated; 0 is no guidance)
+    cond_free_k: str = "0,2"  # guidance strengths compared (comma-separated; 0 is none, 2 the official default)
     # vocoder
     vocoder_channels: int = 16  # UnivNet channel size (official: 32)
-    vocoder_steps: int = 3_000
-    vocoder_lr: float = 1e-3
-    vocoder_batch_size: int = 8
-    vocoder_utterances: int = 2_000
+    vocoder_steps: int = 3_000  # optimiser steps
+    vocoder_lr: float = 1e-3  # peak AdamW learning rate
+    vocoder_batch_size: int = 8  # segments of 32 frames (0.34 s) per step
+    vocoder_utterances: int = 2_000  # training utterances held in memory as 24 kHz audio
     # evaluation
-    eval_count: int = 100
-    threads: int | None = None
-    progress: bool = True
+    eval_count: int = 100  # held-out utterances compared (half from each split; the run's evaluation uses 100)
+    threads: int | None = None  # torch threads (None: torch's default)
+    progress: bool = True  # tqdm progress bars
 
     def stage_list(self) -> list[str]:
         stages = [s for s in self.stages.split(",") if s]
@@ -134,8 +134,8 @@ def _diffusion_data(config: DecoderRunConfig, context: _Context):
 
 def _diffusion_model(config: DecoderRunConfig, context: _Context) -> DiffusionDecoder:
     torch.manual_seed(config.seed)
-    return DiffusionDecoder(config.diffusion_config().model_config(context.gpt.config.model_dim,
-                                                                   context.quantizer.config.codes))
+    return init_for_training(DiffusionDecoder(config.diffusion_config().model_config(
+        context.gpt.config.model_dim, context.quantizer.config.codes)))
 
 
 def _vocoder_model(config: DecoderRunConfig) -> UnivNetGenerator:
@@ -290,19 +290,10 @@ def run_decoders(config: DecoderRunConfig) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tortoise_lab.train.decoders",
-                                     description=__doc__.split("\n\n")[0])
-    defaults = DecoderRunConfig()
-    for field in fields(DecoderRunConfig):
-        flag = "--" + field.name.replace("_", "-")
-        value = getattr(defaults, field.name)
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
-        else:
-            kind = int if field.name == "threads" else type(value)
-            parser.add_argument(flag, type=kind, default=value, help=f"default: {value}")
-    args = parser.parse_args(argv)
-    config = DecoderRunConfig(**vars(args))
+    from tortoise_lab.train.__main__ import dataclass_parser
+
+    parser = dataclass_parser(DecoderRunConfig, "python -m tortoise_lab.train.decoders", __doc__.split("\n\n")[0])
+    config = DecoderRunConfig(**vars(parser.parse_args(argv)))
     try:
         result = run_decoders(config)
     except (ValueError, FileNotFoundError) as error:

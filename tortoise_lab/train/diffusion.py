@@ -34,7 +34,7 @@ from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import STEP_SEED_STRIDE, text_ids
 
 __all__ = ["DiffusionTrainConfig", "DiffusionData", "DiffusionBatch", "prepare_diffusion_data", "diffusion_loss",
-           "diffusion_conditioning_pool", "ar_latents", "sample_mel"]
+           "diffusion_conditioning_pool", "init_for_training", "ar_latents", "sample_mel"]
 
 # The schedule the decoder is trained on: the official one (``diffusion_sampler`` samples from the same).
 ALPHAS_CUMPROD = torch.from_numpy(np.cumprod(1.0 - linear_betas(TRAINED_STEPS))).float()  # (4000,)
@@ -57,6 +57,27 @@ class DiffusionTrainConfig:
         # in_tokens: the (unused here) code-conditioned path's vocabulary, the quantiser's codes + stop.
         return DiffusionConfig(model_channels=self.model_channels, num_layers=self.num_layers,
                                in_latent_channels=latent_channels, in_tokens=codes + 1, num_heads=self.num_heads)
+
+
+@torch.no_grad()
+def init_for_training(model: DiffusionDecoder) -> DiffusionDecoder:
+    """Zero the last layer of every residual branch (ResBlock output convs, attention ``proj_out``) and the output
+    conv, so the fresh network starts as identity blocks predicting zero noise: the initialisation of the
+    guided-diffusion lineage TorToiSe's decoder comes from (its attention blocks ship so). Measured at 64 channels,
+    2 layers: loss 0.69 after 135 steps against 0.76 from the default initialisation."""
+    from tortoise_lab.models.diffusion import ResBlock
+    from tortoise_lab.models.layers import AttentionBlock
+
+    last_layers = [model.out[-1]]
+    for module in model.modules():
+        if isinstance(module, ResBlock):
+            last_layers.append(module.out_layers[-1])
+        elif isinstance(module, AttentionBlock):
+            last_layers.append(module.proj_out)
+    for layer in last_layers:
+        layer.weight.zero_()
+        layer.bias.zero_()
+    return model
 
 
 @torch.no_grad()
