@@ -139,8 +139,16 @@ def test_decoder_comparison_end_to_end(tmp_path, capsys):
     assert main(common + ["--stages", "diffusion,typo"]) == 2
     assert "Unknown stage 'typo'" in capsys.readouterr().err
     assert main(common + ["--stages", "diffusion,vocoder"]) == 0
-    assert main(common + ["--stages", "compare"]) == 0
+    result_code = main(common + ["--stages", "compare", "--record"])
     result = json.loads((tmp_path / "dec" / "comparison.json").read_text())
+    manifest = json.loads((run / "embedded" / "config.json").read_text())
+    shipped = (manifest["mel_decoder"], manifest["vocoder"])
+    if (result["decision"]["mel_decoder"], result["decision"]["vocoder"]) == shipped:
+        assert result_code == 0 and manifest["decoder_comparison"]["decision"] == result["decision"]
+        assert manifest["decoder_comparison"]["command"].startswith("python -m tortoise_lab.train.decoders --run ")
+    else:  # a trained network won: it is not part of the set, so recording it is refused
+        assert result_code == 2 and "decoder_comparison" not in manifest
+    assert result["training"]["diffusion"]["steps"] == 3 and result["training"]["vocoder"]["seconds"] > 0
     assert set(result["vocoders"]) == {"griffin-lim", "univnet"}
     assert list(result["mel_decoders"])[0] == "codebook" and len(result["mel_decoders"]) == 3  # k = 0 and 2
     mels = result["mel_decoders"]

@@ -67,6 +67,7 @@ class DecoderRunConfig:
     vocoder_batch_size: int = 8  # segments of 32 frames (0.34 s) per step
     vocoder_utterances: int = 2_000  # training utterances held in memory as 24 kHz audio
     # evaluation
+    record: bool = False  # write the comparison and the decision into model_dir's config.json (the manifest)
     eval_count: int = 100  # held-out utterances compared (half from each split; the run's evaluation uses 100)
     threads: int | None = None  # torch threads (None: torch's default)
     progress: bool = True  # tqdm progress bars
@@ -154,8 +155,9 @@ def _trained(model: torch.nn.Module, folder: Path, steps: int) -> torch.nn.Modul
 def train_diffusion(config: DecoderRunConfig, context: _Context) -> DiffusionDecoder:
     data = _diffusion_data(config, context)
     model = _diffusion_model(config, context)
-    train_loop(model, diffusion_loss, data.batch, config.loop_config(config.diffusion_steps, config.diffusion_lr),
-               Path(config.out_dir) / "diffusion")
+    loop = train_loop(model, diffusion_loss, data.batch,
+                      config.loop_config(config.diffusion_steps, config.diffusion_lr), Path(config.out_dir) / "diffusion")
+    _add_seconds(Path(config.out_dir) / "diffusion", loop.seconds)
     return model
 
 
@@ -163,9 +165,19 @@ def train_vocoder(config: DecoderRunConfig, context: _Context) -> UnivNetGenerat
     data = prepare_vocoder_data(context.corpus, context.train_indices, config.vocoder_config(), config.seed,
                                 progress=config.progress)
     model = _vocoder_model(config)
-    train_loop(model, vocoder_loss, data.batch, config.loop_config(config.vocoder_steps, config.vocoder_lr),
-               Path(config.out_dir) / "vocoder")
+    loop = train_loop(model, vocoder_loss, data.batch, config.loop_config(config.vocoder_steps, config.vocoder_lr),
+                      Path(config.out_dir) / "vocoder")
+    _add_seconds(Path(config.out_dir) / "vocoder", loop.seconds)
     return model
+
+
+TRAINING_SECONDS = "training_seconds.txt"  # a stage's training time, summed over resumed calls
+
+
+def _add_seconds(folder: Path, seconds: float) -> None:
+    path = folder / TRAINING_SECONDS
+    before = float(path.read_text()) if path.is_file() else 0.0
+    path.write_text(f"{before + seconds:.1f}\n")
 
 
 def _better(candidate: dict, incumbent: dict) -> bool:
@@ -242,7 +254,42 @@ def compare(config: DecoderRunConfig, context: _Context) -> dict:
     }
     (out / "comparison.json").write_text(json.dumps(result, indent=1))
     (out / "comparison.md").write_text(comparison_table(result))
+    if config.record:
+        record_in_manifest(Path(config.model_dir), result)
     return result
+
+
+def _measures(summary: dict) -> dict:
+    return {"distance": round(summary["distance"], 4),
+            "distance_over_baseline": round(summary["distance"] / summary["baseline"], 4),
+            "ceiling": round(summary["ceiling"], 4), "swap_accuracy": round(summary["swap_accuracy"], 4),
+            "swap_accuracy_unseen": round(summary["per_split"]["unseen"]["swap_accuracy"], 4),
+            "speaker_accuracy": round(summary["speaker_accuracy"], 4)}
+
+
+def record_in_manifest(model_dir: Path, result: dict) -> None:
+    """Add the comparison (command, measures per chain, decision) to the model set's manifest. The set ships the
+    code book and Griffin-Lim; a decision for a trained network is refused here, as its weights are not part of
+    the set (export them with the set first)."""
+    from tortoise_lab.train.loop import atomic_path
+    from tortoise_lab.train.run import command_line
+
+    decision = result["decision"]
+    manifest_path = model_dir / "config.json"
+    manifest = json.loads(manifest_path.read_text())
+    if (decision["mel_decoder"], decision["vocoder"]) != (manifest["mel_decoder"], manifest["vocoder"]):
+        raise ValueError(f"The comparison chose {decision['mel_decoder']} + {decision['vocoder']}, but {model_dir} "
+                         f"ships {manifest['mel_decoder']} + {manifest['vocoder']}; export the chosen networks with "
+                         "the model set before recording.")
+    config = DecoderRunConfig(**{**result["config"], "record": False})
+    manifest["decoder_comparison"] = {
+        "command": command_line(config, "tortoise_lab.train.decoders"),
+        "mel_decoders": {name: _measures(s) for name, s in result["mel_decoders"].items()},
+        "vocoders": {name: _measures(s) for name, s in result["vocoders"].items()},
+        "decision": decision, "training": result["training"], "timings_s": result["timings_s"],
+    }
+    with atomic_path(manifest_path) as scratch:
+        scratch.write_text(json.dumps(manifest, indent=1))
 
 
 def _training_summary(folder: Path) -> dict:
@@ -250,8 +297,10 @@ def _training_summary(folder: Path) -> dict:
     import csv
 
     rows = list(csv.DictReader((folder / "loss.csv").open())) if (folder / "loss.csv").is_file() else []
-    return {"steps": latest_step(folder), "final_loss": float(rows[-1]["loss"]) if rows else None,
-            "first_loss": float(rows[0]["loss"]) if rows else None}
+    seconds = folder / TRAINING_SECONDS
+    return {"steps": latest_step(folder), "first_loss": float(rows[0]["loss"]) if rows else None,
+            "final_loss": float(rows[-1]["loss"]) if rows else None,
+            "seconds": float(seconds.read_text()) if seconds.is_file() else None}
 
 
 def comparison_table(result: dict) -> str:

@@ -273,8 +273,8 @@ def evaluate_run(config: TrainConfig, model: UnifiedVoice, quantizer: KMeansQuan
             "utterances": [dict(dataclasses.asdict(r), length_ratio=r.length_ratio) for r in results]}
 
 
-def command_line(config: TrainConfig) -> str:
-    """The command that reruns ``config``."""
+def command_line(config, module: str = "tortoise_lab.train") -> str:
+    """The command that reruns ``config`` (a dataclass whose fields are ``module``'s flags)."""
     flags = []
     for name, value in asdict(config).items():
         flag = name.replace("_", "-")
@@ -282,7 +282,7 @@ def command_line(config: TrainConfig) -> str:
             flags.append(f"--{flag}" if value else f"--no-{flag}")
         elif value is not None:
             flags.append(f"--{flag} {value}")
-    return "python -m tortoise_lab.train " + " ".join(flags)
+    return f"python -m {module} " + " ".join(flags)
 
 
 def export_embedded(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer, config: TrainConfig,
