@@ -48,6 +48,15 @@ def test_a_damaged_file_is_refused(tmp_path):
         embedded_models(copy)
 
 
+def test_a_set_asking_for_a_decoder_this_version_lacks_is_refused(tmp_path):
+    copy = tmp_path / "embedded"
+    shutil.copytree(EMBEDDED_DIR, copy)
+    manifest = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**manifest, "mel_decoder": "diffusion"}))
+    with pytest.raises(CheckpointError, match="mel decoder 'diffusion'"):
+        embedded_models(copy)
+
+
 def test_a_held_out_sentence_beats_the_different_sentence_baseline(tts):
     texts = json.loads((DATA / "texts.json").read_text())
     speech = tts.tts(texts["same"], voice=load_voice("espeak_us_m3"), preset="ultra_fast", seed=0)

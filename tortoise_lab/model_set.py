@@ -142,6 +142,8 @@ EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "embedded"
 # The voice the embedded model speaks in when none is given (it has no random voice): a project voice made from the
 # espeak-ng speaker it was trained on.
 EMBEDDED_DEFAULT_VOICE = "espeak_us_m3"
+# The embedded set's mel decoder and vocoder: what `python -m tortoise_lab.train.decoders` measured best (README).
+EMBEDDED_CHAIN = ("codebook", "griffin-lim")
 EMBEDDED_DESCRIPTION = "the embedded tiny model (trained on espeak-ng speech; codebook mel decoder + Griffin-Lim)"
 
 
@@ -163,6 +165,11 @@ def embedded_models(folder: str | Path | None = None, device: str | torch.device
         raise WeightsMissing(f"The embedded model is not in {folder}; train it with `python -m tortoise_lab.train` "
                              "or use the official weights (`tortoise-lab download`).")
     manifest = json.loads((folder / "config.json").read_text())
+    chain = (manifest.get("mel_decoder"), manifest.get("vocoder"))
+    if chain != EMBEDDED_CHAIN:
+        raise CheckpointError(f"{folder / 'config.json'} asks for mel decoder {chain[0]!r} and vocoder {chain[1]!r}; "
+                              f"this version runs embedded sets with {EMBEDDED_CHAIN[0]!r} and {EMBEDDED_CHAIN[1]!r} "
+                              "only: update tortoise_lab or use a set it made.")
     for name, expected in manifest["sha256"].items():
         actual = sha256_file(folder / name)
         if actual != expected:
