@@ -165,4 +165,9 @@ def test_decoder_comparison_end_to_end(tmp_path, capsys):
     if result["decision"]["vocoder"] == "univnet":
         assert vocoders["univnet"]["distance"] < vocoders["griffin-lim"]["distance"]
     assert "Decision" in (tmp_path / "dec" / "comparison.md").read_text()
+    assert set(result["copy_synthesis"]) == {"griffin-lim", "univnet"}
+    examples = tmp_path / "dec" / "examples"
+    assert (examples / "mels.png").stat().st_size > 1000
+    assert {"01-codebook-griffin-lim.wav", "01-codebook-univnet.wav", "02-diffusion-ddim-2-k-2-griffin-lim.wav"} <= {
+        f.name for f in examples.glob("*.wav")}
     assert "| codebook |" in capsys.readouterr().out

@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tortoise_lab.audio import OUTPUT_SAMPLE_RATE
@@ -187,7 +188,7 @@ def _better(candidate: dict, incumbent: dict) -> bool:
 
 def compare(config: DecoderRunConfig, context: _Context) -> dict:
     from tortoise_lab.train.corpus import ADJECTIVES, NOUNS
-    from tortoise_lab.train.evaluate import evaluate_decoders, summarize
+    from tortoise_lab.train.evaluate import dtw_log_mel_distance, evaluate_decoders, summarize
     from tortoise_lab.train.run import evaluation_items
 
     out = Path(config.out_dir)
@@ -243,10 +244,17 @@ def compare(config: DecoderRunConfig, context: _Context) -> dict:
                                           progress=config.progress)
     timings["vocoders_s"] = time.perf_counter() - clock
     audio_summaries = {name: summarize(r).to_dict() for name, r in audio_results.items()}
+    # Copy synthesis: each rendering's own mel through the vocoder, against that mel (the vocoder alone).
+    with torch.no_grad():
+        copy_synthesis = {}
+        for name, vocode in (("griffin-lim", griffin_lim), ("univnet", univnet)):
+            distances = [dtw_log_mel_distance(code_mel(vocode(mel), OUTPUT_SAMPLE_RATE), mel)
+                         for mel in (code_mel(item["wav"]) for item in items)]
+            copy_synthesis[name] = float(np.mean(distances))
     best_vocoder = "univnet" if _better(audio_summaries["univnet"], audio_summaries["griffin-lim"]) else "griffin-lim"
     result = {
         "config": asdict(config),
-        "mel_decoders": mel_summaries, "vocoders": audio_summaries,
+        "mel_decoders": mel_summaries, "vocoders": audio_summaries, "copy_synthesis": copy_synthesis,
         "decision": {"mel_decoder": best_mel, "vocoder": best_vocoder,
                      "rule": "a candidate wins when its DTW distance is lower and its word-swap accuracy is not"},
         "training": {stage: _training_summary(out / stage) for stage in ("diffusion", "vocoder")},
@@ -254,9 +262,58 @@ def compare(config: DecoderRunConfig, context: _Context) -> dict:
     }
     (out / "comparison.json").write_text(json.dumps(result, indent=1))
     (out / "comparison.md").write_text(comparison_table(result))
+    write_examples(out / "examples", items[:2], {**mel_decoders}, context, cond, tokenizer,
+                   {"griffin-lim": griffin_lim, "univnet": univnet})
     if config.record:
         record_in_manifest(Path(config.model_dir), result)
     return result
+
+
+@torch.no_grad()
+def write_examples(folder: Path, items: list[dict], mel_decoders: dict, context: _Context, cond: dict, tokenizer,
+                   vocoders: dict) -> None:
+    """For each item: ``mels.png`` rows (the espeak-ng rendering's mel, then each mel decoder's mel of the greedy
+    codes) and WAVs of every mel decoder through Griffin-Lim and of the code book through each vocoder."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from tortoise_lab.audio import save_audio
+    from tortoise_lab.sampling import generate_codes
+    from tortoise_lab.train.evaluate import codes_until_stop
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = len(mel_decoders) + 1
+    figure, axes = plt.subplots(rows, len(items), figsize=(6 * len(items), 1.8 * rows), squeeze=False,
+                                constrained_layout=True)
+    for column, item in enumerate(items):
+        cond_latent = context.gpt.conditioning_latent(cond[item["voice"]].float().unsqueeze(0))
+        tokens = text_ids(tokenizer, item["text"]).unsqueeze(0)
+        row = generate_codes(context.gpt, cond_latent, tokens, context.gpt.config.max_mel_tokens, greedy=True)[0]
+        codes, _ = codes_until_stop(row, context.gpt.config.stop_mel_token)
+        mels = {"espeak-ng": code_mel(item["wav"])}
+        mels.update({name: decode(codes, item) for name, decode in mel_decoders.items()})
+        for axis, (name, mel) in zip(axes[:, column], mels.items()):
+            axis.imshow(mel.numpy(), origin="lower", aspect="auto", vmin=-11.5, vmax=2.0)
+            axis.set_title(f"{name} · {item['voice']}" + (f"\n{item['text']}" if name == "espeak-ng" else ""),
+                           fontsize=8)
+            axis.set_xticks([]), axis.set_yticks([])
+        stem = f"{column + 1:02d}"
+        for name, mel in mels.items():
+            if name != "espeak-ng":
+                save_audio(folder / f"{stem}-{_slug(name)}-griffin-lim.wav", griffin_lim(mel), OUTPUT_SAMPLE_RATE,
+                           subtype="PCM_16")
+        for name, vocode in vocoders.items():
+            if name != "griffin-lim":
+                save_audio(folder / f"{stem}-codebook-{name}.wav", vocode(mels["codebook"]), OUTPUT_SAMPLE_RATE,
+                           subtype="PCM_16")
+    figure.savefig(folder / "mels.png", dpi=80)
+    plt.close(figure)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
 def _measures(summary: dict) -> dict:
@@ -286,6 +343,7 @@ def record_in_manifest(model_dir: Path, result: dict) -> None:
         "command": command_line(config, "tortoise_lab.train.decoders"),
         "mel_decoders": {name: _measures(s) for name, s in result["mel_decoders"].items()},
         "vocoders": {name: _measures(s) for name, s in result["vocoders"].items()},
+        "copy_synthesis": {name: round(d, 4) for name, d in result["copy_synthesis"].items()},
         "decision": decision, "training": result["training"], "timings_s": result["timings_s"],
     }
     with atomic_path(manifest_path) as scratch:
@@ -318,6 +376,8 @@ def comparison_table(result: dict) -> str:
     lines += ["", f"Vocoders after the {decision['mel_decoder']} mel (measured on the mel heard in the audio):", "",
               header]
     lines += [row(name, s) for name, s in result["vocoders"].items()]
+    copies = ", ".join(f"{name} {d:.3f}" for name, d in result["copy_synthesis"].items())
+    lines += ["", f"Copy synthesis (each rendering's own mel through the vocoder; DTW distance to it): {copies}."]
     lines += ["", f"Decision ({decision['rule']}): mel decoder **{decision['mel_decoder']}**, "
                   f"vocoder **{decision['vocoder']}**.", ""]
     return "\n".join(lines)
