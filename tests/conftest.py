@@ -58,3 +58,14 @@ def reference(tmp_path_factory) -> Reference:
             pytrace=False,
         )
     return Reference(python, tmp_path_factory.mktemp("reference"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny models gain
+    nothing from a second thread, on a shared 2-core machine its spin-waiting makes each convolution hundreds of
+    times slower, and bit-exact comparisons (resume) need the same thread count in both runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

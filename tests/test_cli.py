@@ -34,14 +34,7 @@ def _tone(path: Path, hz: float, seconds: float = 1.0, rate: int = 22_050) -> No
     soundfile.write(str(path), wave, rate)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine its spin-waiting makes each
-    convolution hundreds of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ from tortoise_lab.models.quantizer import KMeansQuantizer, QuantizerConfig, code
 TINY_AR = ARConfig(layers=1, model_dim=32, heads=2, conditioning_blocks=1, batch_size=4, cond_clips=1, pool_size=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Bit-exact comparisons (resume) need the same thread count in both runs; 1 also shares the machine well."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

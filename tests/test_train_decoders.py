@@ -26,12 +26,7 @@ TINY_VOCODER = VocoderTrainConfig(noise_dim=8, channel_size=8, utterances=8, seg
 STACK = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
