@@ -55,7 +55,7 @@ class DecoderRunConfig:
     # diffusion decoder
     diffusion_channels: int = 128  # model width (official: 1024)
     diffusion_layers: int = 4  # main diffusion layers (official: 10)
-    diffusion_steps: int = 3_000  # optimiser steps
+    diffusion_steps: int = 4_000  # optimiser steps
     diffusion_lr: float = 1e-3  # peak AdamW learning rate
     diffusion_batch_size: int = 16  # crops of 32 codes (1.4 s) per step
     diffusion_utterances: int = 4_000  # training utterances whose AR latents are computed and held in memory
@@ -63,7 +63,7 @@ class DecoderRunConfig:
     cond_free_k: str = "0,2"  # guidance strengths compared (comma-separated; 0 is none, 2 the official default)
     # vocoder
     vocoder_channels: int = 16  # UnivNet channel size (official: 32)
-    vocoder_steps: int = 3_000  # optimiser steps
+    vocoder_steps: int = 4_000  # optimiser steps
     vocoder_lr: float = 1e-3  # peak AdamW learning rate
     vocoder_batch_size: int = 8  # segments of 32 frames (0.34 s) per step
     vocoder_utterances: int = 2_000  # training utterances held in memory as 24 kHz audio
