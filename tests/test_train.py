@@ -220,6 +220,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tone_data, tmp_p
     assert latest_step(tmp_path / "broken") == 4
     resumed, result = _train(tone_data, tmp_path / "broken", steps=10)
     assert result.resumed_from == 4 and len(result.losses) == 6
+    # The interrupted call's time to its checkpoint (step 4) is carried on and counted in the total.
+    assert 0 < result.resumed_seconds < result.total_seconds
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     rows = [list(csv.reader((tmp_path / d / "loss.csv").open())) for d in ("straight", "broken")]

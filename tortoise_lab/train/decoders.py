@@ -158,7 +158,7 @@ def train_diffusion(config: DecoderRunConfig, context: _Context) -> DiffusionDec
     model = _diffusion_model(config, context)
     loop = train_loop(model, diffusion_loss, data.batch,
                       config.loop_config(config.diffusion_steps, config.diffusion_lr), Path(config.out_dir) / "diffusion")
-    _add_seconds(Path(config.out_dir) / "diffusion", loop.seconds)
+    _record_seconds(Path(config.out_dir) / "diffusion", loop)
     return model
 
 
@@ -168,17 +168,15 @@ def train_vocoder(config: DecoderRunConfig, context: _Context) -> UnivNetGenerat
     model = _vocoder_model(config)
     loop = train_loop(model, vocoder_loss, data.batch, config.loop_config(config.vocoder_steps, config.vocoder_lr),
                       Path(config.out_dir) / "vocoder")
-    _add_seconds(Path(config.out_dir) / "vocoder", loop.seconds)
+    _record_seconds(Path(config.out_dir) / "vocoder", loop)
     return model
 
 
-TRAINING_SECONDS = "training_seconds.txt"  # a stage's training time, summed over resumed calls
+TRAINING_SECONDS = "training_seconds.txt"  # a stage's training time, over all its (resumed) calls
 
 
-def _add_seconds(folder: Path, seconds: float) -> None:
-    path = folder / TRAINING_SECONDS
-    before = float(path.read_text()) if path.is_file() else 0.0
-    path.write_text(f"{before + seconds:.1f}\n")
+def _record_seconds(folder: Path, loop) -> None:
+    (folder / TRAINING_SECONDS).write_text(f"{loop.total_seconds:.1f}\n")
 
 
 def _better(candidate: dict, incumbent: dict) -> bool:

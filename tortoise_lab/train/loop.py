@@ -62,7 +62,11 @@ class LoopResult:
     steps_done: int  # the step count reached (== config.steps when finished)
     resumed_from: int  # 0 for a fresh run
     losses: list[float]  # the loss of every step this call ran
-    seconds: float
+    seconds: float  # this call's time
+    # Time to train to the last checkpoint, over every call: what the checkpoint resumed from carried (steps lost
+    # to an interruption after it are redone and counted once), plus this call's time up to its last checkpoint.
+    total_seconds: float = 0.0
+    resumed_seconds: float = 0.0  # what the checkpoint resumed from carried (0: fresh, or an older checkpoint)
 
 
 def learning_rate(step: int, config: LoopConfig) -> float:
@@ -211,14 +215,16 @@ def train_loop(model: nn.Module, loss_fn: Callable[[nn.Module, Any], tuple[torch
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     optimizer = make_optimizer(model, config)
-    start = 0
+    start, earlier = 0, 0.0  # the step and training time the checkpoint resumed from carries
     if resume and latest_step(out_dir) > 0:
-        start = load_checkpoint(out_dir, model, optimizer)["step"]
+        state = load_checkpoint(out_dir, model, optimizer)
+        start, earlier = state["step"], float(state.get("extra", {}).get("seconds", 0.0))
     csv_path = out_dir / LOSS_CSV
     _truncate_log(csv_path, start)
     model.train()
     losses: list[float] = []
     window: dict[str, list[float]] = {}
+    recorded = earlier
     began = time.perf_counter()
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="training",
                disable=not config.progress)
@@ -243,11 +249,12 @@ def train_loop(model: nn.Module, loss_fn: Callable[[nn.Module, Any], tuple[torch
             bar.set_postfix(loss=f"{sum(window['loss']) / len(window['loss']):.3f}")
             window = {}
         if done % config.checkpoint_every == 0 or done == config.steps:
-            save_checkpoint(out_dir, done, model, optimizer, {"config": asdict(config)})
+            recorded = earlier + time.perf_counter() - began
+            save_checkpoint(out_dir, done, model, optimizer, {"config": asdict(config), "seconds": recorded})
             plot_losses(csv_path, out_dir / LOSS_PLOT)
     model.eval()
     return LoopResult(steps_done=config.steps, resumed_from=start, losses=losses,
-                      seconds=time.perf_counter() - began)
+                      seconds=time.perf_counter() - began, total_seconds=recorded, resumed_seconds=earlier)
 
 
 def _append_log(path: Path, step: int, lr: float, window: dict[str, list[float]]) -> None:

@@ -160,12 +160,15 @@ def run_training(config: TrainConfig) -> TrainResult:
     data, dropped = prepare_ar_data(corpus, quantizer, train_indices, config.ar_config(), tokenizer, config.seed, codes)
     torch.manual_seed(config.seed)  # the model's initial weights
     model = UnifiedVoice(data.gpt_config)
-    clock = time.perf_counter()
     loop = train_loop(model, lambda m, b: ar_loss(m, b, data.config.text_weight), data.batch, config.loop_config(),
                       out / "ar")
-    timings["training_s"] = time.perf_counter() - clock
-    # A resumed run's stages add up; a stage read back from disk keeps the time it took when it ran.
-    timings["training_s"] += before.get("training_s", 0.0)
+    # The loop's checkpoints carry the training time across interruptions (also of calls killed before they
+    # wrote timings.json); a checkpoint from before they did holds none: then add the previous calls' timings.
+    if loop.resumed_from and not loop.resumed_seconds:
+        timings["training_s"] = loop.seconds + before.get("training_s", 0.0)
+    else:
+        timings["training_s"] = loop.total_seconds
+    # A stage read back from disk keeps the time it took when it ran.
     for stage in ("corpus_s", "quantizer_s"):
         timings[stage] = before.get(stage, timings[stage])
 
