@@ -435,3 +435,8 @@ def test_train_verb_hands_every_argument_to_the_training_command(capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert "--sentences" in out and "training sentences" in out and "k-means code book size" in out
+    assert "decoders" in out and "crosseval" in out
+    with pytest.raises(SystemExit) as stop:  # the further training commands are reached through the verb too
+        cli.main(["train", "decoders", "--help"])
+    assert stop.value.code == 0
+    assert "--diffusion-steps" in capsys.readouterr().out

@@ -44,10 +44,21 @@ def dataclass_parser(cls, prog: str, description: str) -> argparse.ArgumentParse
 
 def build_parser() -> argparse.ArgumentParser:
     return dataclass_parser(TrainConfig, "python -m tortoise_lab.train",
-                            "Train the embedded TorToiSe-shaped model (resumable: re-run the same command to continue).")
+                            "Train the embedded TorToiSe-shaped model (resumable: re-run the same command to continue). "
+                            "Also: `decoders` (train and compare a diffusion decoder and a UnivNet vocoder) and "
+                            "`crosseval` (evaluate a model set on another run's test sentences); each has --help.")
+
+
+# Further training commands, reached as `python -m tortoise_lab.train NAME ...` (or `tortoise-lab train NAME ...`).
+SUBCOMMANDS = {"decoders": "tortoise_lab.train.decoders", "crosseval": "tortoise_lab.train.crosseval"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     result = run_training(TrainConfig(**vars(args)))
     if result.evaluation:
