@@ -154,8 +154,10 @@ def _trained(model: torch.nn.Module, folder: Path, steps: int) -> torch.nn.Modul
 
 
 def train_diffusion(config: DecoderRunConfig, context: _Context) -> DiffusionDecoder:
-    data = _diffusion_data(config, context)
     model = _diffusion_model(config, context)
+    if latest_step(Path(config.out_dir) / "diffusion") >= config.diffusion_steps:  # done: skip preparing data
+        return _trained(model, Path(config.out_dir) / "diffusion", config.diffusion_steps)
+    data = _diffusion_data(config, context)
     loop = train_loop(model, diffusion_loss, data.batch,
                       config.loop_config(config.diffusion_steps, config.diffusion_lr), Path(config.out_dir) / "diffusion")
     _record_seconds(Path(config.out_dir) / "diffusion", loop)
@@ -163,9 +165,11 @@ def train_diffusion(config: DecoderRunConfig, context: _Context) -> DiffusionDec
 
 
 def train_vocoder(config: DecoderRunConfig, context: _Context) -> UnivNetGenerator:
+    model = _vocoder_model(config)
+    if latest_step(Path(config.out_dir) / "vocoder") >= config.vocoder_steps:  # done: skip preparing data
+        return _trained(model, Path(config.out_dir) / "vocoder", config.vocoder_steps)
     data = prepare_vocoder_data(context.corpus, context.train_indices, config.vocoder_config(), config.seed,
                                 progress=config.progress)
-    model = _vocoder_model(config)
     loop = train_loop(model, vocoder_loss, data.batch, config.loop_config(config.vocoder_steps, config.vocoder_lr),
                       Path(config.out_dir) / "vocoder")
     _record_seconds(Path(config.out_dir) / "vocoder", loop)
