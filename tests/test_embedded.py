@@ -11,7 +11,7 @@ import torchaudio
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, load_audio, univnet_mel
 from tortoise_lab.checkpoints import CheckpointError
 from tortoise_lab.cli import main
-from tortoise_lab.model_set import EMBEDDED_DIR, embedded_models
+from tortoise_lab.model_set import EMBEDDED_CHAIN, EMBEDDED_DIR, embedded_models
 from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.train.evaluate import dtw_log_mel_distance
 from tortoise_lab.voices import Voice, load_voice
@@ -36,6 +36,12 @@ def test_shipped_files_match_their_manifest():
     total = sum((EMBEDDED_DIR / name).stat().st_size for name in manifest["sha256"])
     assert total < 20 * 2**20  # the budget for shipped weights
     assert manifest["command"].startswith("python -m tortoise_lab.train")
+    # The chain it runs is the one its recorded comparison chose, and the one this version runs.
+    comparison = manifest["decoder_comparison"]
+    chosen = (comparison["decision"]["mel_decoder"], comparison["decision"]["vocoder"])
+    assert chosen == (manifest["mel_decoder"], manifest["vocoder"]) == EMBEDDED_CHAIN
+    assert comparison["mel_decoders"]["codebook"]["distance"] < min(
+        s["distance"] for name, s in comparison["mel_decoders"].items() if name != "codebook")
 
 
 def test_a_damaged_file_is_refused(tmp_path):
