@@ -166,3 +166,28 @@ def test_decoder_comparison_end_to_end(tmp_path, capsys):
     assert {"01-codebook-griffin-lim.wav", "01-codebook-univnet.wav", "02-diffusion-ddim-2-k-2-griffin-lim.wav"} <= {
         f.name for f in examples.glob("*.wav")}
     assert "| codebook |" in capsys.readouterr().out
+
+
+def test_vqvae_quantiser_comparison(tmp_path):
+    """The VQ-VAE trains (its loss falls), encodes one code per 4 frames, and is measured beside k-means."""
+    from tortoise_lab.train import TrainConfig, run_training
+    from tortoise_lab.train.vqvae import MelVQVAE, VQVAEConfig, main
+
+    model = MelVQVAE(VQVAEConfig(codes=8, hidden=16, code_dim=4))
+    mel = torch.full((100, 10), -5.0)
+    codes = model.encode(mel)
+    assert codes.shape == (3,) and model.decode(codes).shape == (100, 12)
+    run = tmp_path / "run"
+    run_training(TrainConfig(out_dir=str(run), backend="tones", sentences=24, broad_fraction=0, held_out=2, unseen=2,
+                             codes=16, fit_utterances=24, kmeans_iterations=3, layers=1, model_dim=32, heads=2,
+                             conditioning_blocks=1, batch_size=8, steps=2, warmup_steps=1, checkpoint_every=2,
+                             eval_count=0, samples=0, progress=False))
+    assert main(["--run", str(run), "--model-dir", str(run / "embedded"), "--out-dir", str(tmp_path / "vq"),
+                 "--steps", "40", "--utterances", "16", "--eval-count", "2"]) == 0
+    result = json.loads((tmp_path / "vq" / "quantizers.json").read_text())
+    assert set(result) == {"k-means", "vq-vae", "settings"}
+    assert 0 < result["vq-vae"]["codes_used"] <= 16 and result["vq-vae"]["ceiling"] > 0
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "vq" / "loss.csv").open()))
+    assert float(rows[-1]["reconstruction"]) < float(rows[0]["reconstruction"])

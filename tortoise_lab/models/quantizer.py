@@ -5,9 +5,10 @@ default stack of 4 one code covers 1024 output samples: the same ``mel_length_co
 (there: 4 frames of the 22.05 kHz mel). Decoding a code is looking up its centroid: the codebook *is* the mel
 decoder (``decode``), and its error on real speech bounds what any model predicting these codes can reach.
 
-Why k-means and not a VQ-VAE: it fits in seconds, needs no training loop or tuning, and the issue's probe reached
-a log-mel distance of 0.34 for the codes' own ceiling with it (the AR model ended at 0.53); a VQ-VAE would have to
-beat that by enough to pay for a second trained network.
+Why k-means and not a VQ-VAE: measured. On the broad run's 100 evaluation renderings the k-means code book's ceiling
+is 0.604 with 510 of its 512 codes in use; a small VQ-VAE with the same 512 codes per 4 frames
+(``tortoise_lab.train.vqvae``) reached 0.805 (31 codes in use) or 0.873 (112 in use, cosine codes). k-means also fits
+in minutes with no training loop.
 """
 
 from __future__ import annotations

@@ -45,12 +45,14 @@ def dataclass_parser(cls, prog: str, description: str) -> argparse.ArgumentParse
 def build_parser() -> argparse.ArgumentParser:
     return dataclass_parser(TrainConfig, "python -m tortoise_lab.train",
                             "Train the embedded TorToiSe-shaped model (resumable: re-run the same command to continue). "
-                            "Also: `decoders` (train and compare a diffusion decoder and a UnivNet vocoder) and "
-                            "`crosseval` (evaluate a model set on another run's test sentences); each has --help.")
+                            "Also: `decoders` (train and compare a diffusion decoder and a UnivNet vocoder), "
+                            "`crosseval` (evaluate a model set on another run's test sentences) and `vqvae` (a VQ-VAE "
+                            "quantiser measured against k-means); each has --help.")
 
 
 # Further training commands, reached as `python -m tortoise_lab.train NAME ...` (or `tortoise-lab train NAME ...`).
-SUBCOMMANDS = {"decoders": "tortoise_lab.train.decoders", "crosseval": "tortoise_lab.train.crosseval"}
+SUBCOMMANDS = {"decoders": "tortoise_lab.train.decoders", "crosseval": "tortoise_lab.train.crosseval",
+               "vqvae": "tortoise_lab.train.vqvae"}
 
 
 def main(argv: list[str] | None = None) -> int:
