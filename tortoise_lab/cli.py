@@ -232,6 +232,7 @@ def _check_weights(args: argparse.Namespace, specs: list[str], settings) -> None
 
 RANDOM_VOICE_SPEC = "random"  # the embedded model has none: model_set.EMBEDDED_DEFAULT_VOICE stands in
 
+
 def _resolve_model(args: argparse.Namespace, specs: list[str], settings) -> list[str]:
     """Decide which model speaks (sets ``args.resolved_model``) and return the voice specs it will use.
 

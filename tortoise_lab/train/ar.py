@@ -26,14 +26,13 @@ from tortoise_lab.audio import conditioning_mel
 from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.corpus import Corpus
+from tortoise_lab.train.loop import STEP_SEED_STRIDE, step_generator
 from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel
 
 __all__ = ["ARConfig", "ARData", "ARBatch", "embedded_gpt_config", "prepare_ar_data", "conditioning_pool", "ar_loss",
-           "text_ids",
-           "STEP_SEED_STRIDE"]
+           "text_ids"]
 
 BUCKET_BATCHES = 50  # batches per length-sorted bucket: enough to sort well, few enough to keep epochs shuffled
-STEP_SEED_STRIDE = 1_000_003  # run seed * stride + step/epoch: distinct generator seeds per run and step
 
 
 @dataclass
@@ -119,7 +118,7 @@ class ARData:
         config, gpt = self.config, self.gpt_config
         texts = [self.text_tokens[i] for i in items]
         codes = [self.mel_codes[i] for i in items]
-        generator = torch.Generator().manual_seed(self.seed * STEP_SEED_STRIDE + step + 1)
+        generator = step_generator(self.seed, step)
         voices = sorted({self.voice_ids[i] for i in items})
         cond = []
         for voice in voices:

@@ -37,7 +37,7 @@ from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, conditioning_pool, text_ids
 from tortoise_lab.train.diffusion import (DiffusionTrainConfig, diffusion_conditioning_pool, diffusion_loss,
                                          init_for_training, prepare_diffusion_data, sample_mel)
-from tortoise_lab.train.loop import LoopConfig, latest_step, load_checkpoint, train_loop
+from tortoise_lab.train.loop import LoopConfig, checkpoint_state, latest_step, load_checkpoint, train_loop
 from tortoise_lab.train.vocoder import VocoderTrainConfig, prepare_vocoder_data, vocoder_loss
 
 __all__ = ["DecoderRunConfig", "run_decoders", "STAGES"]
@@ -158,9 +158,8 @@ def train_diffusion(config: DecoderRunConfig, context: _Context) -> DiffusionDec
     if latest_step(Path(config.out_dir) / "diffusion") >= config.diffusion_steps:  # done: skip preparing data
         return _trained(model, Path(config.out_dir) / "diffusion", config.diffusion_steps)
     data = _diffusion_data(config, context)
-    loop = train_loop(model, diffusion_loss, data.batch,
-                      config.loop_config(config.diffusion_steps, config.diffusion_lr), Path(config.out_dir) / "diffusion")
-    _record_seconds(Path(config.out_dir) / "diffusion", loop)
+    train_loop(model, diffusion_loss, data.batch, config.loop_config(config.diffusion_steps, config.diffusion_lr),
+               Path(config.out_dir) / "diffusion")
     return model
 
 
@@ -170,17 +169,10 @@ def train_vocoder(config: DecoderRunConfig, context: _Context) -> UnivNetGenerat
         return _trained(model, Path(config.out_dir) / "vocoder", config.vocoder_steps)
     data = prepare_vocoder_data(context.corpus, context.train_indices, config.vocoder_config(), config.seed,
                                 progress=config.progress)
-    loop = train_loop(model, vocoder_loss, data.batch, config.loop_config(config.vocoder_steps, config.vocoder_lr),
-                      Path(config.out_dir) / "vocoder")
-    _record_seconds(Path(config.out_dir) / "vocoder", loop)
+    train_loop(model, vocoder_loss, data.batch, config.loop_config(config.vocoder_steps, config.vocoder_lr),
+               Path(config.out_dir) / "vocoder")
     return model
 
-
-TRAINING_SECONDS = "training_seconds.txt"  # a stage's training time, over all its (resumed) calls
-
-
-def _record_seconds(folder: Path, loop) -> None:
-    (folder / TRAINING_SECONDS).write_text(f"{loop.total_seconds:.1f}\n")
 
 
 def _better(candidate: dict, incumbent: dict) -> bool:
@@ -198,8 +190,7 @@ def compare(config: DecoderRunConfig, context: _Context) -> dict:
     vocoder = _trained(_vocoder_model(config), out / "vocoder", config.vocoder_steps)
     names = {i: v.name for i, v in enumerate(context.corpus.voices)}
     voice_ids = {name: i for i, name in names.items()}
-    diffusion_pool = diffusion_conditioning_pool(context.corpus, context.train_indices,
-                                                 config.diffusion_config().pool_size, sorted(context.cond_pool))
+    diffusion_cond = diffusion_conditioning_pool(context.corpus, context.train_indices, 1, sorted(context.cond_pool))
     tokenizer = Tokenizer()
     items, cond, speak = evaluation_items(context.run_config, context.corpus, context.cond_pool, ARConfig.cond_clips)
 
@@ -208,7 +199,7 @@ def compare(config: DecoderRunConfig, context: _Context) -> dict:
             voice = voice_ids[item["voice"]]
             latents = context.gpt.latents(context.cond_latents[voice], text_ids(tokenizer, item["text"]).unsqueeze(0),
                                           codes.long().unsqueeze(0))  # (1, L, C)
-            return sample_mel(diffusion, latents, diffusion_pool[voice][:1].float().unsqueeze(0),
+            return sample_mel(diffusion, latents, diffusion_cond[voice].float().unsqueeze(0),
                               len(codes) * context.quantizer.config.stack, config.sampling_steps, "ddim",
                               cond_free_k=k or None, seed=config.seed)
         return decode
@@ -353,14 +344,14 @@ def record_in_manifest(model_dir: Path, result: dict) -> None:
 
 
 def _training_summary(folder: Path) -> dict:
-    """Steps, final logged loss and seconds of a stage's training (from its loss log and checkpoint)."""
+    """Steps, first and last logged loss and training seconds of a stage (from its loss log and checkpoint)."""
     import csv
 
     rows = list(csv.DictReader((folder / "loss.csv").open())) if (folder / "loss.csv").is_file() else []
-    seconds = folder / TRAINING_SECONDS
-    return {"steps": latest_step(folder), "first_loss": float(rows[0]["loss"]) if rows else None,
+    state = checkpoint_state(folder) or {}
+    return {"steps": state.get("step", 0), "first_loss": float(rows[0]["loss"]) if rows else None,
             "final_loss": float(rows[-1]["loss"]) if rows else None,
-            "seconds": float(seconds.read_text()) if seconds.is_file() else None}
+            "seconds": state.get("extra", {}).get("seconds")}
 
 
 def comparison_table(result: dict) -> str:

@@ -31,7 +31,8 @@ from tortoise_lab.models.diffusion import DiffusionConfig, DiffusionDecoder
 from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.models.quantizer import SILENCE_LOG_MEL, code_mel
 from tortoise_lab.text import Tokenizer
-from tortoise_lab.train.ar import STEP_SEED_STRIDE, text_ids
+from tortoise_lab.train.ar import text_ids
+from tortoise_lab.train.loop import step_generator
 
 __all__ = ["DiffusionTrainConfig", "DiffusionData", "DiffusionBatch", "prepare_diffusion_data", "diffusion_loss",
            "diffusion_conditioning_pool", "init_for_training", "ar_latents", "sample_mel"]
@@ -116,7 +117,7 @@ class DiffusionData:
     def batch(self, step: int) -> DiffusionBatch:
         """The batch of ``step``: a pure function of (seed, step)."""
         config, crop = self.config, self.config.crop_codes
-        generator = torch.Generator().manual_seed(self.seed * STEP_SEED_STRIDE + step + 1)
+        generator = step_generator(self.seed, step)
         picks = torch.randint(len(self.eligible), (config.batch_size,), generator=generator).tolist()
         latents, mels, conds = [], [], []
         for pick in picks:

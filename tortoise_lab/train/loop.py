@@ -33,8 +33,9 @@ import torch
 from torch import nn
 
 __all__ = ["LoopConfig", "LoopResult", "train_loop", "learning_rate", "atomic_path", "load_checkpoint",
-           "latest_step"]
+           "latest_step", "checkpoint_state", "step_generator", "STEP_SEED_STRIDE"]
 
+STEP_SEED_STRIDE = 1_000_003  # run seed * stride + step/epoch: distinct generator seeds per run and step
 STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
 LOSS_CSV = "loss.csv"
@@ -143,10 +144,23 @@ def save_checkpoint(out_dir: Path, step: int, model: nn.Module, optimizer: torch
     return folder / name
 
 
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator a batch function draws step ``step``'s batch from: batches become a pure function of
+    (seed, step), which is what makes a resumed run take the same steps as one that never stopped."""
+    return torch.Generator().manual_seed(seed * STEP_SEED_STRIDE + step + 1)
+
+
+def checkpoint_state(out_dir: str | Path) -> dict | None:
+    """``state.json`` of the current checkpoint in ``out_dir`` (step, weights file, optimiser settings, and under
+    "extra" the loop config and the training time), None when there is none."""
+    path = Path(out_dir) / CHECKPOINT_DIR / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def latest_step(out_dir: str | Path) -> int:
     """The step of the current checkpoint in ``out_dir``, 0 when there is none."""
-    path = Path(out_dir) / CHECKPOINT_DIR / STATE_FILE
-    return json.loads(path.read_text())["step"] if path.is_file() else 0
+    state = checkpoint_state(out_dir)
+    return state["step"] if state else 0
 
 
 def load_checkpoint(out_dir: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:

@@ -19,7 +19,7 @@ import torchaudio.functional as AF
 
 from tortoise_lab.audio import HOP_LENGTH, INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, univnet_mel
 from tortoise_lab.models.vocoder import UnivNetGenerator, VocoderConfig
-from tortoise_lab.train.ar import STEP_SEED_STRIDE
+from tortoise_lab.train.loop import step_generator
 
 __all__ = ["VocoderTrainConfig", "VocoderData", "VocoderBatch", "prepare_vocoder_data", "stft_loss", "vocoder_loss"]
 
@@ -63,7 +63,7 @@ class VocoderData:
 
     def batch(self, step: int) -> VocoderBatch:
         config, frames = self.config, self.config.segment_frames
-        generator = torch.Generator().manual_seed(self.seed * STEP_SEED_STRIDE + step + 1)
+        generator = step_generator(self.seed, step)
         picks = torch.randint(len(self.eligible), (config.batch_size,), generator=generator).tolist()
         mels, wavs = [], []
         for pick in picks:

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tortoise_lab.audio import denormalize_univnet_mel, normalize_univnet_mel
-from tortoise_lab.models.quantizer import code_mel, stack_frames
-from tortoise_lab.train.ar import STEP_SEED_STRIDE
+from tortoise_lab.models.quantizer import code_mel, stack_frames, unstack_frames
+from tortoise_lab.train.loop import step_generator
 
 __all__ = ["VQVAEConfig", "MelVQVAE", "vqvae_loss", "compare_quantizers"]
 
@@ -77,8 +77,7 @@ class MelVQVAE(nn.Module):
     @torch.no_grad()
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
         """(100, F) log mel -> (ceil(F / stack),) codes (the tail padded as the k-means quantiser pads it)."""
-        stacked = stack_frames(mel, self.config.stack)  # (L, stack*bands): pads with silence
-        padded = stacked.reshape(-1, self.config.stack, self.config.bands).reshape(-1, self.config.bands).T
+        padded = unstack_frames(stack_frames(mel, self.config.stack), self.config.stack)  # silence-padded to L*stack
         return self.nearest(self.encoded(normalize_univnet_mel(padded).unsqueeze(0)))[0]
 
     @torch.no_grad()
@@ -101,7 +100,7 @@ def vqvae_loss(model: MelVQVAE, mels: torch.Tensor) -> tuple[torch.Tensor, dict[
 
 
 def _crops(mels: list[torch.Tensor], step: int, seed: int, batch: int, frames: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed * STEP_SEED_STRIDE + step + 1)
+    generator = step_generator(seed, step)
     eligible = [m for m in mels if m.shape[1] >= frames]
     out = []
     for pick in torch.randint(len(eligible), (batch,), generator=generator).tolist():
@@ -117,7 +116,6 @@ def compare_quantizers(run: str, model_dir: str, out_dir: str, steps: int = 2000
     """Train the VQ-VAE (resumable) on ``run``'s training utterances, then measure it and ``model_dir``'s k-means
     code book on the run's evaluation renderings. Writes ``out_dir/quantizers.json``."""
     from tortoise_lab.model_set import embedded_models
-    from tortoise_lab.train.ar import ARConfig, conditioning_pool
     from tortoise_lab.train.crosseval import load_run
     from tortoise_lab.train.evaluate import dtw_log_mel_distance
     from tortoise_lab.train.loop import LoopConfig, train_loop
@@ -137,8 +135,7 @@ def compare_quantizers(run: str, model_dir: str, out_dir: str, steps: int = 2000
     loop = train_loop(model, vqvae_loss, lambda step: _crops(mels, step, seed, batch, frames),
                       LoopConfig(steps=steps, lr=lr, warmup_steps=100, progress=progress), Path(out_dir))
     model.eval()
-    pool = conditioning_pool(corpus, train, ARConfig.pool_size)
-    items, _, _ = evaluation_items(run_config, corpus, pool, ARConfig.cond_clips)
+    items, _, _ = evaluation_items(run_config, corpus, {}, 0)  # the renderings only: no conditioning needed
     result = {}
     for name, quantizer in (("k-means", kmeans), ("vq-vae", model)):
         ceilings, used = [], set()
