@@ -1,0 +1,59 @@
+"""The redesign (issue 12) moved code, not behaviour: every user path writes the same WAV bytes as before it.
+
+``tests/support/run_paths.py`` runs speak (random and clip voices, candidates, the embedded model, a blend), read
+with a resumed chunk, voices match, bench --quick and the widgets' Playground with fixed seeds, once with the
+package as it was before the redesign (``git archive`` of ``PRE_REDESIGN_COMMIT``) and once with this tree, each
+in its own process on one thread; every WAV must be byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, reference_python
+
+pytestmark = pytest.mark.slow
+
+PRE_REDESIGN_COMMIT = "6bb210e"  # the last commit before the layout of issue 12
+PATHS = ("speak", "read", "voices_match", "bench_quick", "widgets")
+
+
+def _run_paths(package_root, out, tmp_path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(package_root), "TORTOISE_LAB_REF_PYTHON": str(reference_python()),
+           "TORTOISE_LAB_HOME": os.environ.get("TORTOISE_LAB_HOME", "")}
+    if not env["TORTOISE_LAB_HOME"]:
+        del env["TORTOISE_LAB_HOME"]
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "support" / "run_paths.py"), str(out)],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    old = tmp_path_factory.mktemp("pre-redesign")
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", PRE_REDESIGN_COMMIT], capture_output=True)
+    assert archive.returncode == 0, (f"this test needs the git history (commit {PRE_REDESIGN_COMMIT}): "
+                                     f"{archive.stderr.decode()[-500:]}")
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    before = _run_paths(old, tmp_path_factory.mktemp("out-before"), old)
+    after = _run_paths(REPO, tmp_path_factory.mktemp("out-after"), REPO)
+    return before, after
+
+
+def test_each_tree_ran_its_own_package(both):
+    before, after = both
+    assert before["package"]["file"] != after["package"]["file"]
+    assert after["package"]["file"].startswith(str(REPO))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_same_wav_bytes_as_before_the_redesign(both, path):
+    before, after = both
+    assert before[path], f"{path} wrote no WAV"
+    assert after[path] == before[path]
