@@ -4,7 +4,7 @@
 Every file is espeak-ng speech (one fixed voice, ``en-us`` at 150 words a minute) passed through sox to
 simulate one fault of home recordings: hiss at a known SNR, mains hum, room reverb on a stereo 48 kHz
 recorder, an over-long take, clipping, a muted microphone, a take that is too short, and a text file that was
-given a ``.wav`` name. ``tortoise_lab.voice_prep.prepare_voice`` turns them into a clean voice
+given a ``.wav`` name. ``tortoise_lab.voices.prep.prepare_voice`` turns them into a clean voice
 (``tests/test_voice_prep.py`` and the voice-cloning notebook use them); README.md says what each file is.
 
 Needs only the standard library, ``espeak-ng`` and ``sox`` (``apt-get install espeak-ng sox``):

@@ -16,7 +16,8 @@ import pytest
 import soundfile
 import torch
 
-from tortoise_lab import cli, voices
+from tortoise_lab import cli
+from tortoise_lab.voices import library as voices  # where voice_dirs is looked up
 from tortoise_lab.outputs import chunk_seed, read_json
 from tortoise_lab.pipeline import TextToSpeech
 

@@ -8,7 +8,7 @@ import torch
 from tortoise_lab.audio import INPUT_SAMPLE_RATE
 from tortoise_lab.model_set import embedded_models, random_models
 from tortoise_lab.pipeline import TextToSpeech
-from tortoise_lab.seed_search import match_seeds, parse_seeds, speaker_similarity, write_table
+from tortoise_lab.voices.seed_search import match_seeds, parse_seeds, speaker_similarity, write_table
 from tortoise_lab.voices import Voice, load_voice
 
 

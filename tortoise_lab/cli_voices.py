@@ -29,7 +29,7 @@ def cmd_voices_list(args: argparse.Namespace) -> int:
 
 
 def cmd_voices_prepare(args: argparse.Namespace) -> int:
-    from tortoise_lab.voice_prep import prepare_voice
+    from tortoise_lab.voices.prep import prepare_voice
 
     target = Path(args.voices_dir) if args.voices_dir else user_voices_dir()
     report = prepare_voice(args.sources, args.name, target, denoise=args.denoise, overwrite=args.overwrite)
@@ -41,7 +41,7 @@ def cmd_voices_prepare(args: argparse.Namespace) -> int:
 def cmd_voices_match(args: argparse.Namespace) -> int:
     from tortoise_lab.model_set import official_models, random_models
     from tortoise_lab.pipeline import TextToSpeech
-    from tortoise_lab.seed_search import match_seeds, parse_seeds, write_table
+    from tortoise_lab.voices.seed_search import match_seeds, parse_seeds, write_table
     from tortoise_lab.voices import load_voice
 
     seeds = parse_seeds(args.seeds)

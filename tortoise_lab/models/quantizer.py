@@ -21,6 +21,7 @@ import torch
 import torchaudio.functional as AF
 
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, LOG_FLOOR, OUTPUT_SAMPLE_RATE, univnet_mel
+from tortoise_lab.files import atomic_path
 
 __all__ = ["QuantizerConfig", "KMeansQuantizer", "code_mel", "stack_frames", "unstack_frames"]
 
@@ -133,8 +134,6 @@ class KMeansQuantizer:
     def save(self, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
         """One safetensors file: the codebook, with the config in its metadata."""
         from safetensors.torch import save_file
-
-        from tortoise_lab.train.loop import atomic_path
 
         path = Path(path)
         with atomic_path(path) as scratch:

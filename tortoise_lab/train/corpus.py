@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from tortoise_lab.audio import INPUT_SAMPLE_RATE
+from tortoise_lab.files import atomic_path
 
 __all__ = ["EspeakVoice", "VOICES", "TEST_VOICES", "Sentences", "Corpus", "make_sentences", "synthesize",
            "tone_speech", "build_corpus", "espeak_available"]
@@ -396,9 +397,8 @@ def _save_npz(path: Path, corpus: Corpus) -> None:
     lengths = np.array([len(a) for a in corpus.audio], dtype=np.int64)
     meta = {"texts": corpus.texts, "voice_ids": corpus.voice_ids, "splits": corpus.splits,
             "voices": [v.__dict__ for v in corpus.voices]}
-    scratch = path.with_suffix(".part.npz")
-    np.savez(scratch, audio=np.concatenate(corpus.audio), lengths=lengths, meta=np.array(json.dumps(meta)))
-    scratch.replace(path)
+    with atomic_path(path) as scratch, open(scratch, "wb") as handle:  # a handle: np.savez would add ".npz" to a name
+        np.savez(handle, audio=np.concatenate(corpus.audio), lengths=lengths, meta=np.array(json.dumps(meta)))
 
 
 def _load_npz(path: Path) -> Corpus:

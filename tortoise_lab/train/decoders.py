@@ -321,7 +321,7 @@ def record_in_manifest(model_dir: Path, result: dict) -> None:
     """Add the comparison (command, measures per chain, decision) to the model set's manifest. The set ships the
     code book and Griffin-Lim; a decision for a trained network is refused here, as its weights are not part of
     the set (export them with the set first)."""
-    from tortoise_lab.train.loop import atomic_path
+    from tortoise_lab.files import atomic_path
     from tortoise_lab.train.run import command_line
 
     decision = result["decision"]

@@ -162,7 +162,7 @@ def _share(flags: list[bool | None]) -> float:
 def voice_profile(mel: torch.Tensor) -> np.ndarray:
     """[mean, std] of mel cepstra 1..24 over the non-silent frames of a (bands, frames) log mel: the spectral
     envelope's statistics, which say who speaks far more than what is said (the MFCC-statistics speaker measure of
-    ``seed_search``, on the mel the model's codes decode to)."""
+    ``voices.seed_search``, on the mel the model's codes decode to)."""
     cepstra = mel_cepstra(mel)
     if len(cepstra) == 0:
         return np.zeros(2 * cepstra.shape[1])

@@ -21,10 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
-import uuid
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +29,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-__all__ = ["LoopConfig", "LoopResult", "train_loop", "learning_rate", "atomic_path", "load_checkpoint",
+from tortoise_lab.files import atomic_path
+
+__all__ = ["LoopConfig", "LoopResult", "train_loop", "learning_rate", "load_checkpoint",
            "latest_step", "checkpoint_state", "step_generator", "STEP_SEED_STRIDE"]
 
 STEP_SEED_STRIDE = 1_000_003  # run seed * stride + step/epoch: distinct generator seeds per run and step
@@ -40,7 +39,6 @@ STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
 LOSS_CSV = "loss.csv"
 LOSS_PLOT = "loss.png"
-FILE_MODE = 0o644
 KEEP_CHECKPOINTS = 2  # the newest files kept; older ones are removed once a newer one is in place
 
 
@@ -78,20 +76,6 @@ def learning_rate(step: int, config: LoopConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / span)
     floor = config.min_lr_ratio * config.lr
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-@contextmanager
-def atomic_path(path: Path):
-    """Yield a scratch path beside ``path``; on success rename it over ``path`` in one step."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.part"
-    try:
-        yield scratch
-        os.chmod(scratch, FILE_MODE)  # some writers (safetensors) create 0600 files; these are meant to be shared
-        os.replace(scratch, path)
-    finally:
-        scratch.unlink(missing_ok=True)
 
 
 def make_optimizer(model: nn.Module, config: LoopConfig) -> torch.optim.AdamW:

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import torch
 
+from tortoise_lab.files import atomic_path
 from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, ar_loss, prepare_ar_data
 from tortoise_lab.train.corpus import ADJECTIVES, NOUNS, TEST_VOICES, VOICES, build_corpus, make_sentences, synthesize
 from tortoise_lab.train.evaluate import evaluate_ar, summarize
-from tortoise_lab.train.loop import LoopConfig, atomic_path, train_loop
+from tortoise_lab.train.loop import LoopConfig, train_loop
 from tortoise_lab.models.quantizer import KMeansQuantizer, QuantizerConfig, code_mel
 
 __all__ = ["TrainConfig", "TrainResult", "run_training", "evaluation_items", "evaluate_run", "EMBEDDED_FILES"]

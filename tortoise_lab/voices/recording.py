@@ -1,12 +1,12 @@
-"""Voice preparation: raw recordings of one speaker -> a clean voice folder of short clips, with a report.
+"""One raw recording -> clean clips of speech: the signal steps of voice preparation (``prep.prepare_voice``).
 
-``prepare_voice(sources, name, voices_dir)`` reads recordings in any format, rate and channel count that
-libsndfile decodes and writes ``voices_dir/name/01.wav, 02.wav, ...`` (mono, 22.05 kHz, 16-bit) plus
-``prepare-report.md`` and ``prepare-report.json``. Each recording goes through, in order:
+``prepare_recording(path)`` takes a recording in any format, rate and channel count that libsndfile decodes and
+returns its clips (mono, 22.05 kHz float32) with a report. In order:
 
-1. read (an unreadable file is dropped with libsndfile's reason);
-2. clipping check on the raw samples (flat-topped runs at full scale; see ``ClipPolicy`` below);
-3. mono (channel mean, or the louder channel if the mean cancels), DC removed, resampled to 22.05 kHz;
+1. read with ``audio.read_audio`` (an unreadable file is dropped with libsndfile's reason);
+2. clipping check on the raw samples (flat-topped runs at full scale; see ``PrepSettings`` below);
+3. mono (channel mean, or the louder channel if the mean cancels), DC removed, resampled to 22.05 kHz
+   (``audio.resample``);
 4. noise floor measured (RMS of the quietest 10 % of 50 ms frames, dBFS); a silent recording is dropped;
 5. spectral-gating noise reduction (``noisereduce``, stationary, noise profile from the quiet stretches);
    the noise floor is measured again at the same gain;
@@ -15,12 +15,12 @@ libsndfile decodes and writes ``voices_dir/name/01.wav, 02.wav, ...`` (mono, 22.
 7. each clip scaled to the same speech level (-25 dBFS RMS over its speech frames, peak at most -1 dBFS),
    with 10 ms fades at the cuts.
 
-Raw files are only read. The voice folder appears in one rename, or not at all.
-
 Choices, and why:
 * 22.05 kHz: TorToiSe loads voice clips at 22.05 kHz (``audio.INPUT_SAMPLE_RATE``) for both conditioning
   paths (the diffusion path resamples from that 22.05 kHz clip to 24 kHz itself), so a clip stored at
   22.05 kHz is used exactly as written, with no second resampling.
+* Mono by channel mean, not ``audio.load_audio``'s first channel: that one matches upstream's conditioning of
+  stereo clips, whereas a prepared clip should hold both microphones' speech.
 * -25 dBFS speech RMS: the 70 clips of the 30 built-in voices have a median speech level of -27.3 dBFS
   (interquartile range -29.1 to -22.6), so prepared voices sound like what the models were shown. Plain
   RMS over speech frames, not LUFS: for one speaker's short clips the K-weighting and gating of BS.1770
@@ -31,26 +31,18 @@ Choices, and why:
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tortoise_lab.assets import sha256_file
-from tortoise_lab.audio import INPUT_SAMPLE_RATE, AudioError, save_audio
-from tortoise_lab.voices import AUDIO_SUFFIXES, BLEND_SEPARATOR, RANDOM_VOICE
+from tortoise_lab.audio import INPUT_SAMPLE_RATE, AudioError, read_audio, resample
+from tortoise_lab.voices.report import ClipReport, SourceReport
 
-__all__ = ["VoiceExistsError", "PrepSettings", "ClipReport", "SourceReport", "PrepReport", "prepare_voice",
-           "prepare_recording", "noise_floor_db", "clipped_fraction", "split_points", "REPORT_STEM",
-           "SOURCE_SUFFIXES"]
+__all__ = ["PrepSettings", "prepare_recording", "noise_floor_db", "clipped_fraction", "split_points"]
 
-REPORT_STEM = "prepare-report"  # prepare-report.md and prepare-report.json inside the voice folder
-# What a folder of sources is searched for: the voice formats plus the other containers libsndfile reads.
-SOURCE_SUFFIXES = tuple(sorted(set(AUDIO_SUFFIXES) | {".aif", ".aiff", ".opus", ".oga", ".w64", ".caf", ".au"}))
 SILENCE_DB = -120.0  # what the level of digital silence is reported as (instead of -inf)
 # Noise reduction: the noise profile is the frames within QUIET_ABOVE_FLOOR_DB of the noise floor, in
 # stretches long enough for two STFT windows; under MIN_NOISE_PROFILE_S of them, the take profiles itself.
@@ -93,112 +85,6 @@ class PrepSettings:
     level_window_db: float = 20.0  # a clip's level: RMS of its frames within this of its loudest frame
     edge_pad_s: float = 0.15  # silence kept before and after the speech of each clip
     fade_s: float = 0.01  # fades at every cut, against clicks
-
-
-@dataclass
-class ClipReport:
-    """One clip written to the voice folder, and where it came from (times in the source, seconds)."""
-
-    file: str
-    start_s: float
-    end_s: float
-    duration_s: float
-    gain_db: float  # the loudness normalisation applied
-    peak_db: float  # after normalisation
-
-
-@dataclass
-class SourceReport:
-    """What became of one raw recording."""
-
-    source: str
-    sha256: str
-    kept: bool = False
-    reason: str = ""  # why it was dropped (empty when kept)
-    format: str = ""  # e.g. "FLAC PCM_16, 48000 Hz, 2 ch, 6.19 s"
-    warnings: list[str] = field(default_factory=list)
-    noise_floor_before_db: float | None = None  # mono, 22.05 kHz, before noise reduction
-    noise_floor_after_db: float | None = None  # the same samples after noise reduction, same gain
-    speech_level_db: float | None = None  # RMS over speech frames, before normalisation
-    clipped_fraction: float | None = None
-    clips: list[ClipReport] = field(default_factory=list)
-    dropped_pieces: list[str] = field(default_factory=list)  # pieces of a long take too short to keep
-
-
-@dataclass
-class PrepReport:
-    """Everything ``prepare_voice`` did; saved as ``prepare-report.md`` and ``.json`` beside the clips."""
-
-    name: str
-    voice_dir: str
-    denoise: bool
-    settings: PrepSettings
-    sources: list[SourceReport]
-    ignored: list[str] = field(default_factory=list)  # files in a source folder without an audio suffix
-
-    @property
-    def clips(self) -> list[ClipReport]:
-        return [clip for source in self.sources for clip in source.clips]
-
-    @property
-    def dropped(self) -> list[SourceReport]:
-        return [source for source in self.sources if not source.kept]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
-
-    def to_text(self) -> str:
-        """A few lines for a terminal."""
-        seconds = sum(clip.duration_s for clip in self.clips)
-        lines = [f"Voice {self.name!r}: {len(self.clips)} clips, {seconds:.1f} s, in {self.voice_dir}"]
-        for source in self.sources:
-            name = Path(source.source).name
-            if source.kept:
-                lines.append(f"  kept    {name}: {len(source.clips)} clip(s), noise floor "
-                             f"{_db(source.noise_floor_before_db)} -> {_db(source.noise_floor_after_db)} dBFS")
-            else:
-                lines.append(f"  dropped {name}: {source.reason}")
-            lines += [f"          warning: {warning}" for warning in source.warnings]
-        if self.ignored:
-            lines.append(f"  ignored (not audio files): {', '.join(Path(p).name for p in self.ignored)}")
-        return "\n".join(lines) + "\n"
-
-    def to_markdown(self) -> str:
-        s = self.settings
-        seconds = sum(clip.duration_s for clip in self.clips)
-        out = [f"# Voice preparation: {self.name}", "",
-               f"{len(self.clips)} clips ({seconds:.1f} s) from {len(self.sources) - len(self.dropped)} of "
-               f"{len(self.sources)} recordings; mono {s.sample_rate} Hz 16-bit, speech at "
-               f"{s.speech_level_db:g} dBFS RMS (peak <= {s.peak_ceiling_db:g} dBFS), clips of "
-               f"{s.min_clip_s:g}-{s.max_clip_s:g} s, noise reduction {'on' if self.denoise else 'off'}.", "",
-               "## Clips", "", "| clip | source | from (s) | to (s) | duration (s) | gain (dB) | peak (dBFS) |",
-               "|---|---|---:|---:|---:|---:|---:|"]
-        for source in self.sources:
-            for c in source.clips:
-                out.append(f"| {c.file} | {Path(source.source).name} | {c.start_s:.2f} | {c.end_s:.2f} | "
-                           f"{c.duration_s:.2f} | {c.gain_db:+.1f} | {c.peak_db:.1f} |")
-        out += ["", "## Recordings", "",
-                "| recording | format | result | noise floor before (dBFS) | after (dBFS) | speech (dBFS) | notes |",
-                "|---|---|---|---:|---:|---:|---|"]
-        for src in self.sources:
-            result = f"kept: {len(src.clips)} clip(s)" if src.kept else f"dropped: {src.reason}"
-            notes = "; ".join(src.warnings + [f"dropped piece {p}" for p in src.dropped_pieces])
-            out.append(f"| {Path(src.source).name} | {src.format or '-'} | {_md(result)} | "
-                       f"{_db(src.noise_floor_before_db)} | {_db(src.noise_floor_after_db)} | "
-                       f"{_db(src.speech_level_db)} | {_md(notes) or '-'} |")
-        if self.ignored:
-            out += ["", "Ignored (no audio suffix): " + ", ".join(Path(p).name for p in self.ignored) + "."]
-        out += ["", "Noise floor: RMS of the quietest 10 % of 50 ms frames of the whole recording (mono, "
-                f"{s.sample_rate} Hz), before and after noise reduction at the same gain.", ""]
-        return "\n".join(out)
-
-
-def _db(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 # ------------------------------------------------------------------------------------------- measuring
@@ -266,15 +152,6 @@ def _to_mono(channels: np.ndarray) -> tuple[np.ndarray, str | None]:
         loudest = int(rms.argmax())
         return channels[loudest], f"channels cancel when mixed (out of phase); used channel {loudest + 1} only"
     return mean, None
-
-
-def _resample(wav: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return wav
-    import torch
-    import torchaudio.functional as AF
-
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), rate, target).numpy()
 
 
 def _quiet_stretches(wav: np.ndarray, sample_rate: int, settings: PrepSettings, min_len: int) -> np.ndarray:
@@ -418,19 +295,17 @@ def _fade(clip: np.ndarray, samples: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------- one source
 
 
-
 def _read(path: Path) -> tuple[np.ndarray, int, str]:
     """(C, N) float32 samples, sample rate, a one-line description. Raises AudioError for non-audio."""
     import soundfile
 
     try:
-        info = soundfile.info(str(path))
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (N, C)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-        why = str(error).split(": ", 1)[-1].rstrip(".")  # drop libsndfile's "Error opening '<path>'" prefix
-        raise AudioError(f"unreadable: not audio that libsndfile can decode ({why})") from None
-    description = f"{info.format} {info.subtype}, {rate} Hz, {info.channels} ch, {len(data) / rate:.2f} s"
-    return np.ascontiguousarray(data.T), rate, description
+        channels, rate = read_audio(path)  # (C, N)
+    except AudioError as error:
+        raise AudioError(f"unreadable: not audio that libsndfile can decode ({error.reason})") from None
+    info = soundfile.info(str(path))  # the container and sample format, for the report
+    description = f"{info.format} {info.subtype}, {rate} Hz, {info.channels} ch, {channels.shape[1] / rate:.2f} s"
+    return channels.numpy(), rate, description
 
 
 def prepare_recording(path: Path, denoise: bool = True, settings: PrepSettings = PrepSettings()) -> tuple[
@@ -450,7 +325,7 @@ def prepare_recording(path: Path, denoise: bool = True, settings: PrepSettings =
     wav, warning = _to_mono(channels)
     if warning:
         report.warnings.append(warning)
-    wav = _resample(wav - wav.mean(), rate, rate_out)  # (N',) at the output rate, DC removed
+    wav = resample(torch.from_numpy(wav - wav.mean()), rate, rate_out).numpy()  # (N',) at the output rate, DC removed
     report.noise_floor_before_db = round(noise_floor_db(wav, rate_out, settings), 2)
 
     report.clipped_fraction = round(clipped_fraction(channels, settings), 6)  # on the raw samples
@@ -504,109 +379,3 @@ def prepare_recording(path: Path, denoise: bool = True, settings: PrepSettings =
         clips.append(clip)
     report.kept = True
     return report, clips
-
-
-# ------------------------------------------------------------------------------------------ the voice
-
-
-def _check_name(name: str) -> None:
-    if (not name or name != name.strip() or name.startswith(".") or name == RANDOM_VOICE
-            or any(ch in name for ch in f"/\\{BLEND_SEPARATOR}")):
-        raise ValueError(f"Voice name {name!r} is not allowed: use a plain folder name (letters, digits, '-', "
-                         f"'_'), not starting with '.', without '/' or '{BLEND_SEPARATOR}', and not "
-                         f"'{RANDOM_VOICE}'.")
-
-
-def _collect(sources: list[Path]) -> tuple[list[Path], list[Path]]:
-    """Source files to read (folders expanded, one level, sorted) and files skipped for their suffix."""
-    files: list[Path] = []
-    ignored: list[Path] = []
-    for source in sources:
-        if source.is_dir():
-            for path in sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")):
-                (files if path.suffix.lower() in SOURCE_SUFFIXES else ignored).append(path)
-        elif source.is_file():
-            files.append(source)  # named explicitly: try it whatever its suffix
-        else:
-            raise ValueError(f"No file or folder at {source}.")
-    return files, ignored
-
-
-def _write_voice(target: Path, clips: list[np.ndarray], report: PrepReport, overwrite: bool) -> None:
-    """Build the voice in a hidden folder beside ``target``, then rename it into place in one step."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = target.parent / f".{target.name}.preparing-{uuid.uuid4().hex[:12]}"
-    old = target.parent / f".{target.name}.replaced-{uuid.uuid4().hex[:12]}"
-    scratch.mkdir()
-    try:
-        import torch
-
-        for clip, info in zip(clips, report.clips):
-            save_audio(scratch / info.file, torch.from_numpy(clip), report.settings.sample_rate, subtype="PCM_16")
-        (scratch / f"{REPORT_STEM}.md").write_text(report.to_markdown(), encoding="utf-8")
-        (scratch / f"{REPORT_STEM}.json").write_text(report.to_json(), encoding="utf-8")
-        if target.exists():
-            if not overwrite:  # it appeared while we worked
-                raise VoiceExistsError(_exists_message(target))
-            os.rename(target, old)
-        try:
-            os.rename(scratch, target)
-        except BaseException:
-            if old.exists():
-                os.rename(old, target)
-            raise
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-class VoiceExistsError(FileExistsError, ValueError):
-    """The voice folder to write already exists (a ValueError too, so a CLI reports it like other bad input)."""
-
-
-def _exists_message(target: Path) -> str:
-    return f"Voice {target.name!r} already exists at {target}; pass overwrite=True (--overwrite) to replace it."
-
-
-def prepare_voice(sources: list[str | Path] | str | Path, name: str, voices_dir: str | Path,
-                  denoise: bool = True, overwrite: bool = False,
-                  settings: PrepSettings | None = None) -> PrepReport:
-    """Turn raw recordings of one speaker into the voice folder ``voices_dir/name/`` and report on it.
-
-    ``sources`` is a file, a folder (its files with audio suffixes, not recursive) or a list of them. Writes
-    clips ``01.wav``, ``02.wav``... (mono, ``settings.sample_rate``, 16-bit) and ``prepare-report.md`` /
-    ``.json``; returns the same report. Raw files are only read.
-
-    Raises ``VoiceExistsError`` (both a ``FileExistsError`` and a ``ValueError``) if the voice exists and
-    ``overwrite`` is false, and ``ValueError`` when there is no audio, the name is not a plain folder name, or
-    nothing usable is left; in every error case nothing is written. ``ImportError`` if ``denoise`` is on and
-    noisereduce is missing.
-    """
-    settings = settings or PrepSettings()
-    _check_name(name)
-    target = Path(voices_dir).expanduser() / name
-    if target.exists() and not overwrite:
-        raise VoiceExistsError(_exists_message(target))
-    paths = [Path(p).expanduser() for p in ([sources] if isinstance(sources, (str, Path)) else sources)]
-    files, ignored = _collect(paths)
-    if not files:
-        raise ValueError(f"No audio files found in {', '.join(map(str, paths)) or 'the empty source list'} "
-                         f"(looked for {', '.join(SOURCE_SUFFIXES)}).")
-
-    reports: list[SourceReport] = []
-    clips: list[np.ndarray] = []
-    for path in files:
-        source_report, source_clips = prepare_recording(path, denoise, settings)
-        reports.append(source_report)
-        clips += source_clips
-    digits = max(2, len(str(len(clips))))
-    for number, info in enumerate((info for r in reports for info in r.clips), start=1):
-        info.file = f"{number:0{digits}d}.wav"
-    report = PrepReport(name=name, voice_dir=str(target), denoise=denoise, settings=settings, sources=reports,
-                        ignored=[str(p) for p in ignored])
-    if not clips:
-        reasons = "; ".join(f"{Path(r.source).name}: {r.reason}" for r in reports)
-        raise ValueError(f"No usable speech in the {len(files)} recording(s), so no voice was written ({reasons}).")
-    _write_voice(target, clips, report, overwrite)
-    return report

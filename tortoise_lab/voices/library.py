@@ -24,10 +24,11 @@ import torch
 
 from tortoise_lab.assets import builtin_voices_dir, data_dir
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, load_audio
+from tortoise_lab.files import atomic_path
 
-__all__ = ["RANDOM_VOICE", "AUDIO_SUFFIXES", "LATENT_SUFFIXES", "Voice", "VoiceInfo", "voice_dirs",
-           "available_voices", "describe_voices", "load_voice", "parse_voice_spec", "read_latents_file",
-           "LatentCache"]
+__all__ = ["RANDOM_VOICE", "BLEND_SEPARATOR", "WEIGHT_SEPARATOR", "AUDIO_SUFFIXES", "LATENT_SUFFIXES", "CACHE_FOLDER",
+           "PROJECT_VOICES", "Voice", "VoiceInfo", "user_voices_dir", "voice_dirs", "available_voices",
+           "describe_voices", "load_voice", "parse_voice_spec", "read_latents_file", "LatentCache"]
 
 RANDOM_VOICE = "random"
 BLEND_SEPARATOR = "&"
@@ -35,7 +36,7 @@ WEIGHT_SEPARATOR = ":"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 LATENT_SUFFIXES = (".pth", ".safetensors")
 CACHE_FOLDER = ".latents"
-PROJECT_VOICES = Path(__file__).resolve().parent.parent / "voices"
+PROJECT_VOICES = Path(__file__).resolve().parents[2] / "voices"  # the repository's top-level voices/
 
 
 @dataclass
@@ -231,12 +232,10 @@ class LatentCache:
         from safetensors.torch import save_file
 
         try:
-            path.parent.mkdir(exist_ok=True)
-            partial = path.with_name(path.name + ".partial")
-            save_file({"autoregressive": autoregressive.detach().cpu().contiguous(),
-                       "diffusion": diffusion.detach().cpu().contiguous()}, str(partial),
-                      metadata={"voice": voice.name, "model": self.model_fingerprint})
-            partial.replace(path)
+            with atomic_path(path) as scratch:
+                save_file({"autoregressive": autoregressive.detach().cpu().contiguous(),
+                           "diffusion": diffusion.detach().cpu().contiguous()}, str(scratch),
+                          metadata={"voice": voice.name, "model": self.model_fingerprint})
         except OSError:  # a read-only voices folder: run on without the cache
             return None
         return path

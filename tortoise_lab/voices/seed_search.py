@@ -19,13 +19,17 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torchaudio
 
-from tortoise_lab.audio import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, save_audio
-from tortoise_lab.pipeline import TextToSpeech
-from tortoise_lab.voices import Voice
+from tortoise_lab.audio import INPUT_SAMPLE_RATE, resample, save_audio
+from tortoise_lab.files import atomic_path, write_text
+from tortoise_lab.voices.library import Voice
+
+if TYPE_CHECKING:  # the pipeline is the layer above; it is handed in, never imported here
+    from tortoise_lab.pipeline import TextToSpeech
 
 __all__ = ["SeedResult", "mfcc_statistics", "speaker_similarity", "parse_seeds", "match_seeds", "write_table"]
 
@@ -46,9 +50,7 @@ class SeedResult:
 
 def mfcc_statistics(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """[mean, std] over voiced frames of MFCCs 1..19 of a (1, N) waveform -> (38,)."""
-    wav = wav.reshape(1, -1).float()
-    if sample_rate != INPUT_SAMPLE_RATE:
-        wav = torchaudio.functional.resample(wav, sample_rate, INPUT_SAMPLE_RATE)
+    wav = resample(wav.reshape(1, -1).float(), sample_rate, INPUT_SAMPLE_RATE)
     mfcc = torchaudio.transforms.MFCC(sample_rate=INPUT_SAMPLE_RATE, n_mfcc=N_MFCC,
                                       melkwargs={"n_fft": 1024, "hop_length": 256, "n_mels": 80})(wav)[0]  # (20, T)
     energy = mfcc[0]
@@ -111,19 +113,14 @@ def match_seeds(tts: TextToSpeech, voice: Voice, text: str, seeds: list[int], ou
 def write_table(results: list[SeedResult], out_dir: str | Path) -> tuple[Path, Path]:
     """``ranking.csv`` and ``ranking.md`` in ``out_dir``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     header = ["rank", "seed", "cvvp", "mfcc_similarity", "duration_s", "wav"]
     rows = [[r.rank, r.seed, "" if r.cvvp is None else f"{r.cvvp:.4f}", f"{r.mfcc_similarity:.4f}",
              f"{r.duration_s:.2f}", r.path.name] for r in results]
-    csv_path, md_path = out_dir / "ranking.csv", out_dir / "ranking.md"
-    with open(csv_path.with_suffix(".csv.partial"), "w", newline="") as handle:
+    csv_path = out_dir / "ranking.csv"
+    with atomic_path(csv_path) as scratch, open(scratch, "w", newline="") as handle:  # csv writes its own \r\n
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-    csv_path.with_suffix(".csv.partial").replace(csv_path)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    md_path.with_suffix(".md.partial").write_text("\n".join(lines) + "\n")
-    md_path.with_suffix(".md.partial").replace(md_path)
-    return csv_path, md_path
-
+    return csv_path, write_text(out_dir / "ranking.md", "\n".join(lines) + "\n")
