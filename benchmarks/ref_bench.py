@@ -1,6 +1,6 @@
 """Reference side of ``tortoise-lab bench``: upstream tortoise-tts 3.0.0, run with the reference environment's python.
 
-Two jobs, each given a JSON spec written by ``tortoise_lab.bench``:
+Two jobs, each given a JSON spec written by ``tortoise_lab.tools.bench``:
 
     python benchmarks/ref_bench.py weights SPEC.json   # make the shared random weights (official file formats)
     python benchmarks/ref_bench.py run SPEC.json       # time upstream's TextToSpeech.tts on them; print one record

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from tortoise_lab import cli
-from tortoise_lab.bench import CONFIGS, FASTER_PRESET, markdown_table, run_benchmark
+from tortoise_lab.tools.bench import CONFIGS, FASTER_PRESET, markdown_table, run_benchmark
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,10 @@ import soundfile
 import torch
 
 from tortoise_lab import cli
+from tortoise_lab.cli import common
 from tortoise_lab.voices import library as voices  # where voice_dirs is looked up
-from tortoise_lab.outputs import chunk_seed, read_json
+from tortoise_lab.files import read_json
+from tortoise_lab.reading import chunk_seed
 from tortoise_lab.pipeline import TextToSpeech
 
 # The fastest run that still goes through every stage.
@@ -120,8 +122,9 @@ def test_read_specific_arguments_and_unset_options_leave_the_preset_alone():
     assert (args.textfile, args.regenerate) == ("story.txt", "3,5-7")
     args = cli.build_parser().parse_args(["speak", "Hello", "there."])
     assert args.text == ["Hello", "there."] and args.output_path == cli.DEFAULT_OUTPUT_DIR
-    assert cli._overrides(args) == {}  # nothing set: every number comes from the preset
-    settings = cli._settings(cli.build_parser().parse_args(["speak", "x", "-p", "ultra_fast", "--top-p", "0.5"]))
+    assert common.overrides(args) == {}  # nothing set: every number comes from the preset
+    parsed = cli.build_parser().parse_args(["speak", "x", "-p", "ultra_fast", "--top-p", "0.5"])
+    settings = common.settings_from_args(parsed)
     assert (settings.cond_free, settings.diffusion_iterations, settings.top_p) == (False, 30, 0.5)
 
 
@@ -210,7 +213,7 @@ def test_all_voices_blends_and_several_voices(capsys, tmp_path, voice_folders):
 
 
 def test_bracketed_text_without_an_aligner_is_kept_with_a_note(capsys, tmp_path, monkeypatch):
-    from tortoise_lab import redaction
+    from tortoise_lab.stages import redaction
 
     asked = []
 
@@ -259,7 +262,7 @@ def test_text_from_stdin_and_from_a_file(capsys, tmp_path, monkeypatch):
 def test_candidates_debug_state_and_disabled_redaction(capsys, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from tortoise_lab import redaction
+    from tortoise_lab.stages import redaction
 
     monkeypatch.setattr(redaction.Aligner, "from_pretrained", lambda *a, **k: pytest.fail("redaction is off"))
     rc = run("speak", "[softly] Two takes.", *TINY, "--candidates", "2", "--produce-debug-state",
@@ -279,13 +282,13 @@ def test_candidates_debug_state_and_disabled_redaction(capsys, tmp_path, monkeyp
 
 def test_play_uses_a_player_if_there_is_one_and_never_fails(capsys, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(cli.shutil, "which", lambda name: "/usr/bin/aplay" if name == "aplay" else None)
-    monkeypatch.setattr(cli.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+    monkeypatch.setattr(common.shutil, "which", lambda name: "/usr/bin/aplay" if name == "aplay" else None)
+    monkeypatch.setattr(common.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
                         subprocess.CompletedProcess(cmd, 1))
     assert run("speak", "Play it.", *TINY, "-P", "-o", "p.wav") == 0
     assert calls == [["/usr/bin/aplay", "-q", "p.wav"]]
     assert "could not play" in capsys.readouterr().err  # the player failed: said, and the run still succeeds
-    monkeypatch.setattr(cli.shutil, "which", lambda name: None)
+    monkeypatch.setattr(common.shutil, "which", lambda name: None)
     assert run("speak", "Play it.", *TINY, "--play", "--skip-existing", "-o", "p.wav") == 0
     err = capsys.readouterr().err
     assert "no audio player found" in err and len(err.splitlines()) == 1

@@ -7,7 +7,7 @@ import torch
 import torchaudio
 
 from tortoise_lab.audio import OUTPUT_SAMPLE_RATE, load_audio
-from tortoise_lab.compare import compare_waveforms, dtw_path, plot_comparison
+from tortoise_lab.tools.compare import compare_waveforms, dtw_path, plot_comparison
 from tortoise_lab.voices import available_voices
 
 

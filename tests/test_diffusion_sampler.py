@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tortoise_lab.diffusion_sampler import SAMPLERS, TRAINED_STEPS, Schedule, linear_betas, sample, spaced_timesteps
+from tortoise_lab.stages.diffusion_sampler import SAMPLERS, TRAINED_STEPS, Schedule, linear_betas, sample, spaced_timesteps
 
 TRAINED_ABAR = torch.tensor(np.cumprod(1.0 - linear_betas(TRAINED_STEPS)), dtype=torch.float64)
 

@@ -1,4 +1,4 @@
-"""The speed-up wrappers in tortoise_lab.fast: each one changes speed, never the codes, and says when it is not used.
+"""The speed-up wrappers in tortoise_lab.fast, applied by stages.sampling.prepare_decoder: each one changes speed, never the codes, and says when it is not used.
 
 CPU tests run everywhere. Tests marked ``gpu`` need CUDA (and, for DeepSpeed, its inference kernels) and are
 skipped without a CUDA device: they are the only check of DeepSpeed's real kernels and of CUDA graphs.
@@ -14,13 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from tests.support.weights import seeded
-from tortoise_lab import sampling
-from tortoise_lab.fast import (DEEPSPEED_NEEDS_CUDA, DeepSpeedDecoder, InferenceOptions, PreparedDecoder,
-                               attach_caches, autocast_context, compile_decode_step, deepspeed_available,
-                               deepspeed_decoder, half_dtype, half_precision_note, prepare_decoder)
+from tortoise_lab.config import InferenceOptions
+from tortoise_lab.fast import (DEEPSPEED_NEEDS_CUDA, DeepSpeedDecoder, autocast_context, compile_decode_step,
+                               deepspeed_available, deepspeed_decoder, half_dtype, half_precision_note)
 from tortoise_lab.models import gpt as gpt_module
 from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
-from tortoise_lab.sampling import decode_one_token, generate_codes, prefill
+from tortoise_lab.stages import sampling
+from tortoise_lab.stages.sampling import (PreparedDecoder, attach_caches, decode_one_token, generate_codes, prefill,
+                                          prepare_decoder)
 
 MEL_TOKENS = 10
 # Greedy decoding; the repetition penalty keeps tiny random models from repeating one code, so codes vary.
@@ -232,7 +233,7 @@ def test_deepspeed_decoder_guards_its_protocol(deepspeed_reference_ops, model):
 def test_missing_kernels_for_a_dtype_are_refused_not_silently_replaced(monkeypatch):
     """DeepSpeed's op bindings quietly use slow PyTorch code when a kernel is missing; we refuse instead."""
     import deepspeed.ops.op_builder as op_builder
-    from tortoise_lab.fast import _LAYER_KERNELS, _require_kernels
+    from tortoise_lab.fast.deepspeed import _LAYER_KERNELS, _require_kernels
 
     fp32_only = types.SimpleNamespace(**{f"{name}_fp32": None for name in _LAYER_KERNELS})
     monkeypatch.setattr(op_builder, "InferenceBuilder", lambda: types.SimpleNamespace(load=lambda: fp32_only))

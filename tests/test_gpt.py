@@ -7,7 +7,7 @@ import torch
 
 from tests.support.weights import seeded
 from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
-from tortoise_lab.sampling import (decode_one_token, generate_codes, next_logits_uncached, penalize_repeats,
+from tortoise_lab.stages.sampling import (decode_one_token, generate_codes, next_logits_uncached, penalize_repeats,
                                    prefill, logits_to_probs)
 
 STEPS = 12

@@ -1,4 +1,5 @@
-"""Output naming, atomic sidecar writes, debug state, and read's resume bookkeeping (tortoise_lab.outputs)."""
+"""Output naming, atomic sidecar writes and debug state (tortoise_lab.outputs, tortoise_lab.files), and read's resume
+bookkeeping (tortoise_lab.reading)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import pytest
 import soundfile
 import torch
 
-from tortoise_lab import outputs
-from tortoise_lab.outputs import (candidate_path, chunk_finished, chunk_seed, file_stem, identity, load_wav,
-                                  parse_indices, read_folder, read_json, save_debug_state, save_with_sidecar,
-                                  sidecar_identity, sidecar_path, write_audio, write_json)
+from tortoise_lab import files, outputs
+from tortoise_lab.audio import save_audio as write_audio
+from tortoise_lab.files import read_json, write_json
+from tortoise_lab.outputs import candidate_path, file_stem, load_wav, save_debug_state, save_with_sidecar, sidecar_path
+from tortoise_lab.reading import (chunk_finished, chunk_seed, identity, parse_indices, read_folder,
+                                  sidecar_identity)
 
 RATE = 24_000
 SETTINGS = {"preset": "fast", "temperature": 0.8, "text_split": None, "kv_cache": True, "compile": False}
@@ -124,7 +127,7 @@ def test_a_json_write_failing_midway_leaves_the_old_file(tmp_path, monkeypatch):
     def fail_after_writing(fd):
         raise OSError(5, "Input/output error")  # the bytes were written to the scratch file, not yet synced
 
-    monkeypatch.setattr(outputs.os, "fsync", fail_after_writing)
+    monkeypatch.setattr(files.os, "fsync", fail_after_writing)
     with pytest.raises(OSError):
         write_json(target, {"done": [0, 1]})
     assert read_json(target) == {"done": [0]}

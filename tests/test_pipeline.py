@@ -3,10 +3,12 @@
 import pytest
 import torch
 
-from tortoise_lab.diffusion_sampler import SAMPLERS
+from tortoise_lab import pipeline
+from tortoise_lab.config import SAMPLERS, Settings
 from tortoise_lab.model_set import random_models
-from tortoise_lab.pipeline import (CALM_TOKEN, END_CODES, Settings, TextToSpeech, fix_autoregressive_output,
-                                   trim_at_calm)
+from tortoise_lab.pipeline import TextToSpeech
+from tortoise_lab.stages.decode import END_CODES, fix_autoregressive_output, trim_at_calm
+from tortoise_lab.stages.rerank import CALM_TOKEN
 from tortoise_lab.voices import Voice
 
 FAST = dict(num_autoregressive_samples=3, max_mel_tokens=16, diffusion_iterations=3)
@@ -107,6 +109,23 @@ def test_invalid_settings_name_the_problem(overrides, message):
         Settings.from_preset("fast", **overrides)
 
 
+def test_inference_options_are_nested_in_settings_and_flat_in_their_record():
+    settings = Settings.from_preset("fast", kv_cache=False, int8=True, temperature=0.5)
+    assert (settings.inference.kv_cache, settings.inference.int8, settings.temperature) == (False, True, 0.5)
+    record = settings.to_dict()
+    assert "inference" not in record and (record["kv_cache"], record["int8"], record["device"]) == (False, True, None)
+    assert list(record) == [*Settings.names()]  # one flat record, the settings then the options
+    variant = settings.replace(kv_cache=True, batch_size=None)
+    assert variant.inference.kv_cache and variant.inference.int8 and settings.inference.kv_cache is False
+    with pytest.raises(ValueError, match="top_p"):
+        settings.replace(top_p=0)
+
+
+def test_the_sidecar_settings_of_a_run_are_its_flat_record(tts, voice):
+    speech = speak(tts, voice, kv_cache=False)
+    assert speech.settings["kv_cache"] is False and "inference" not in speech.settings
+
+
 def test_unknown_preset_lists_them():
     with pytest.raises(ValueError, match="ultra_fast, fast, standard, high_quality"):
         Settings.from_preset("turbo")
@@ -159,7 +178,7 @@ def test_compiled_decode_step_keeps_the_output(tts, voice):
 
 
 def test_unbalanced_brackets_fail_before_any_work(tts, voice, monkeypatch):
-    monkeypatch.setattr(TextToSpeech, "sample_codes", lambda *a, **k: pytest.fail("sampled anyway"))
+    monkeypatch.setattr(pipeline, "sample_codes", lambda *a, **k: pytest.fail("sampled anyway"))
     with pytest.raises(ValueError, match="bracket"):
         tts.tts("Hello [there.", voice=voice, preset="ultra_fast", seed=1, **FAST)
 

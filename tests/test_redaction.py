@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tortoise_lab.redaction import (
+from tortoise_lab.stages.redaction import (
     TACOTRON_SYMBOLS,
     Aligner,
     AlignerUnavailableError,

@@ -19,11 +19,12 @@ from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.train import TrainConfig, run_training
 from tortoise_lab.train.__main__ import build_parser
 from tortoise_lab.train.ar import ARConfig, ar_loss, prepare_ar_data
-from tortoise_lab.train.corpus import (NOUNS, TEST_VOICES, VOICES, build_corpus, espeak_available, make_sentences,
-                                       synthesize, tone_speech)
+from tortoise_lab.train.corpus import TEST_VOICES, VOICES, build_corpus, espeak_available, synthesize, tone_speech
+from tortoise_lab.train.sentences import NOUNS, make_sentences
 from tortoise_lab.models.griffin_lim import griffin_lim
-from tortoise_lab.train.evaluate import (closer_to_right, codes_until_stop, dtw_log_mel_distance, length_ratio,
-                                         stop_token_rate, swap_one_word)
+from tortoise_lab.stages.sampling import codes_until_stop
+from tortoise_lab.train.evaluate import (closer_to_right, dtw_log_mel_distance, length_ratio, stop_token_rate,
+                                         swap_one_word)
 from tortoise_lab.train.loop import LoopConfig, latest_step, learning_rate, train_loop
 from tortoise_lab.models.quantizer import KMeansQuantizer, QuantizerConfig, code_mel, stack_frames, unstack_frames
 
@@ -53,7 +54,7 @@ def tone_data(tone_corpus):
 
 
 def test_sentences_are_seeded_distinct_and_split_by_unseen_words():
-    from tortoise_lab.train.corpus import _inflect_engine
+    from tortoise_lab.train.sentences import _inflect_engine
 
     first, again = make_sentences(300, 20, 20, seed=5), make_sentences(300, 20, 20, seed=5)
     assert first == again
@@ -69,7 +70,7 @@ def test_sentences_are_seeded_distinct_and_split_by_unseen_words():
 
 
 def test_broad_sentences_widen_the_vocabulary_and_keep_the_splits_honest():
-    from tortoise_lab.train.corpus import _inflect_engine, _words, broad_words
+    from tortoise_lab.train.sentences import _inflect_engine, _words, broad_words
 
     narrow = make_sentences(400, 20, 20, seed=5)
     assert make_sentences(400, 20, 20, seed=5, broad_fraction=0.0) == narrow  # fraction 0: the old draw exactly
@@ -310,15 +311,16 @@ def test_run_training_end_to_end_and_cli(tmp_path):
     assert (tmp_path / "run" / "samples" / "spectrograms.png").stat().st_size > 1000
     # The embedded decode path runs on the trained model: codes -> codebook mel -> Griffin-Lim audio.
     from tortoise_lab.audio import conditioning_mel
-    from tortoise_lab.train.decode import speak_codes
+    from tortoise_lab.stages.decode import codebook_audio
+    from tortoise_lab.stages.sampling import draw_until_stop
 
     clip = torch.from_numpy(tone_speech("a voice clip", TEST_VOICES[0]).astype("float32") / 32768).unsqueeze(0)
     cond = result.model.conditioning_latent(conditioning_mel(clip).unsqueeze(0))
-    audio, codes, _ = speak_codes(result.model, result.quantizer, cond, torch.tensor([[20, 30, 0]]), max_codes=8,
-                                  iterations=4)
+    codes, _ = draw_until_stop(result.model, cond, torch.tensor([[20, 30, 0]]), max_codes=8)
+    audio = codebook_audio(result.quantizer, codes, iterations=4)
     assert audio.shape[-1] == (len(codes) * 4 - 1) * 256 if len(codes) else audio.shape[-1] == 0
     # The shipped folder evaluates on the run's held-out sentences as the run itself did.
-    from tortoise_lab.train.crosseval import main as crosseval
+    from tortoise_lab.train.experiments.crosseval import main as crosseval
 
     assert crosseval(["--model-dir", str(folder), "--run", str(tmp_path / "run"), "--out", str(tmp_path / "x.json")]) == 0
     crossed = json.loads((tmp_path / "x.json").read_text())

@@ -1,4 +1,4 @@
-"""tortoise_lab.train.diffusion / .vocoder / .decoders: training the mel decoder and the vocoder, and the
+"""tortoise_lab.train.experiments.diffusion / .vocoder / .decoders: training the mel decoder and the vocoder, and the
 measured choice between them and the code book / Griffin-Lim. Tiny sizes on the pure-torch tone corpus."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.models.quantizer import KMeansQuantizer, QuantizerConfig, code_mel
 from tortoise_lab.models.vocoder import UnivNetGenerator
 from tortoise_lab.train.ar import ARConfig, embedded_gpt_config
-from tortoise_lab.train.corpus import TEST_VOICES, build_corpus, make_sentences
-from tortoise_lab.train.diffusion import (DiffusionTrainConfig, diffusion_loss, init_for_training,
+from tortoise_lab.train.corpus import TEST_VOICES, build_corpus
+from tortoise_lab.train.sentences import make_sentences
+from tortoise_lab.train.experiments.diffusion import (DiffusionTrainConfig, diffusion_loss, init_for_training,
                                          prepare_diffusion_data, sample_mel)
 from tortoise_lab.train.loop import LoopConfig, train_loop
-from tortoise_lab.train.vocoder import VocoderTrainConfig, prepare_vocoder_data, stft_loss, vocoder_loss
+from tortoise_lab.train.experiments.vocoder import VocoderTrainConfig, prepare_vocoder_data, stft_loss, vocoder_loss
 
 TINY_DIFFUSION = DiffusionTrainConfig(model_channels=32, num_layers=1, num_heads=2, utterances=12, crop_codes=4,
                                       batch_size=4, pool_size=2)
@@ -117,7 +118,7 @@ def test_vocoder_segments_match_their_mel_and_the_loss_falls(corpus, tmp_path):
 def test_decoder_comparison_end_to_end(tmp_path, capsys):
     """A tiny AR run, then both trainings and the comparison through the CLI; the decision follows the rule."""
     from tortoise_lab.train import TrainConfig, run_training
-    from tortoise_lab.train.decoders import main
+    from tortoise_lab.train.experiments.decoders import main
 
     run = tmp_path / "run"
     run_training(TrainConfig(out_dir=str(run), backend="tones", sentences=24, broad_fraction=0, held_out=2, unseen=2,
@@ -140,7 +141,7 @@ def test_decoder_comparison_end_to_end(tmp_path, capsys):
     shipped = (manifest["mel_decoder"], manifest["vocoder"])
     if (result["decision"]["mel_decoder"], result["decision"]["vocoder"]) == shipped:
         assert result_code == 0 and manifest["decoder_comparison"]["decision"] == result["decision"]
-        assert manifest["decoder_comparison"]["command"].startswith("python -m tortoise_lab.train.decoders --run ")
+        assert manifest["decoder_comparison"]["command"].startswith("python -m tortoise_lab.train decoders --run ")
     else:  # a trained network won: it is not part of the set, so recording it is refused
         assert result_code == 2 and "decoder_comparison" not in manifest
     assert result["training"]["diffusion"]["steps"] == 3 and result["training"]["vocoder"]["seconds"] > 0
@@ -171,7 +172,7 @@ def test_decoder_comparison_end_to_end(tmp_path, capsys):
 def test_vqvae_quantiser_comparison(tmp_path):
     """The VQ-VAE trains (its loss falls), encodes one code per 4 frames, and is measured beside k-means."""
     from tortoise_lab.train import TrainConfig, run_training
-    from tortoise_lab.train.vqvae import MelVQVAE, VQVAEConfig, main
+    from tortoise_lab.train.experiments.vqvae import MelVQVAE, VQVAEConfig, main
 
     model = MelVQVAE(VQVAEConfig(codes=8, hidden=16, code_dim=4))
     mel = torch.full((100, 10), -5.0)

@@ -9,6 +9,7 @@ import torch
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, save_audio
 from tortoise_lab.model_set import embedded_models, random_models
 from tortoise_lab.pipeline import TextToSpeech
+from tortoise_lab.stages.conditioning import voice_latents
 from tortoise_lab.voices import (CACHE_FOLDER, describe_voices, load_voice, parse_voice_spec, read_latents_file)
 
 FAST = dict(num_autoregressive_samples=2, max_mel_tokens=10, diffusion_iterations=2)
@@ -94,9 +95,9 @@ def test_blends_of_every_kind_speak(voices_dir, tts):
 
 def test_weighted_blend_is_the_weighted_mean_of_latents(voices_dir, tts):
     generator = torch.Generator()
-    alice, _ = tts.voice_latents(load_voice("alice", [voices_dir]), generator)
-    carol, _ = tts.voice_latents(load_voice("carol", [voices_dir]), generator)
-    blend, _ = tts.voice_latents(load_voice("alice:0.7&carol:0.3", [voices_dir]), generator)
+    alice, _ = voice_latents(tts.models, load_voice("alice", [voices_dir]), generator)
+    carol, _ = voice_latents(tts.models, load_voice("carol", [voices_dir]), generator)
+    blend, _ = voice_latents(tts.models, load_voice("alice:0.7&carol:0.3", [voices_dir]), generator)
     torch.testing.assert_close(blend.autoregressive, 0.7 * alice.autoregressive + 0.3 * carol.autoregressive)
     torch.testing.assert_close(blend.diffusion, 0.7 * alice.diffusion + 0.3 * carol.diffusion)
 
@@ -105,9 +106,9 @@ def test_weighted_blend_with_the_embedded_model(voices_dir):
     """The embedded model has AR latents only: a blend weights those and speaks."""
     tts = TextToSpeech(embedded_models(), progress=False)
     generator = torch.Generator()
-    alice, _ = tts.voice_latents(load_voice("alice", [voices_dir]), generator)
-    bob, _ = tts.voice_latents(load_voice("bob", [voices_dir]), generator)
-    blend, _ = tts.voice_latents(load_voice("alice:0.6&bob:0.4", [voices_dir]), generator)
+    alice, _ = voice_latents(tts.models, load_voice("alice", [voices_dir]), generator)
+    bob, _ = voice_latents(tts.models, load_voice("bob", [voices_dir]), generator)
+    blend, _ = voice_latents(tts.models, load_voice("alice:0.6&bob:0.4", [voices_dir]), generator)
     assert blend.diffusion is None
     torch.testing.assert_close(blend.autoregressive, 0.6 * alice.autoregressive + 0.4 * bob.autoregressive)
     speech = tts.tts("Hi.", voice=load_voice("alice:0.6&bob:0.4", [voices_dir]), preset="ultra_fast", seed=1,
@@ -145,11 +146,11 @@ def test_upstream_example_latents_load(tmp_path):
 
 
 def test_latent_cache_hit_then_invalidated_by_a_changed_clip(voices_dir, tts, monkeypatch):
-    from tortoise_lab import pipeline
+    from tortoise_lab.stages import conditioning
 
     calls = []
-    real = pipeline.encode_mels
-    monkeypatch.setattr(pipeline, "encode_mels", lambda *a: calls.append(1) or real(*a))
+    real = conditioning.encode_mels
+    monkeypatch.setattr(conditioning, "encode_mels", lambda *a: calls.append(1) or real(*a))
     voice_folder = voices_dir / "alice"
     first = tts.tts("Hi.", voice=load_voice("alice", [voices_dir]), preset="ultra_fast", seed=1, **FAST)
     cached = list((voice_folder / CACHE_FOLDER).glob("*.safetensors"))

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from tortoise_lab.model_set import embedded_models
-from tortoise_lab.pipeline import SAMPLE_RATE, Settings, Speech, TextToSpeech
+from tortoise_lab.config import Settings
+from tortoise_lab.pipeline import SAMPLE_RATE, Speech, TextToSpeech
 from tortoise_lab.widgets import STAGES, Playground
 
 VOICE = "espeak_us_m3"  # a project voice the embedded model knows
@@ -114,7 +115,7 @@ class FakeTTS:
     """Records what the widgets showed while it was speaking; returns a short tone, or raises ``error``."""
 
     def __init__(self, playground_ref, kind="embedded", error=None):
-        self.models = SimpleNamespace(kind=kind)
+        self.models = SimpleNamespace(kind=kind, has_random_voice=kind != "embedded")
         self.playground_ref, self.error, self.seen = playground_ref, error, []
 
     def tts(self, text, voice, seed, **settings):

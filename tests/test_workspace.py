@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tortoise_lab.bench import plot_records
+from tortoise_lab.tools.bench import plot_records
 from tortoise_lab.model_set import EMBEDDED_DESCRIPTION, embedded_models, random_models
 from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.voices import load_voice

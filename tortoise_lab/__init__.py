@@ -1,3 +1,24 @@
-"""tortoise_lab: a research workspace for TorToiSe text-to-speech."""
+"""tortoise_lab: a research workspace for TorToiSe text-to-speech.
+
+The package in the order the data flows (the notebook that shows each step in brackets):
+
+    text      text.py               cleaning, the BPE tokenizer, chunk_text          -> tokens   [01_installation]
+    voice     voices/               folders, blends, prepared recordings             -> clips    [04_custom_voice]
+              stages/conditioning   clips -> conditioning latents (the latent cache)            [04_custom_voice]
+    codes     stages/sampling       latents + tokens -> codes: the decode loop, the KV cache, and
+                                    the speed-ups of fast/ (half, compile, int8, DeepSpeed)     [03_optimisations]
+    ranking   stages/rerank         codes -> scores (CLVP + CVVP, or the AR likelihood)         [02_presets]
+    decode    stages/decode         best codes -> AR latents -> diffusion (stages/diffusion_sampler) -> mel
+                                    -> UnivNet -> wav; or code book -> Griffin-Lim              [02_presets]
+              stages/redaction      [bracketed] text cut out of the wav
+    the run   config.py             Settings, presets, constants; model_set.py: what a model set holds and
+                                    resolve_models; pipeline.py: TextToSpeech, every stage in order  [01, 02]
+    faces     reading.py (long texts), outputs.py (sidecars), tools/ (compare, bench), workspace.py and
+              widgets.py (notebooks, the Playground [05_playground]), cli/ (the `tortoise-lab` command)
+
+Underneath: files.py (atomic writes), device.py, assets.py, checkpoints.py, audio.py, models/ (one network per
+file). Apart: train/ (the embedded model's training recipe, and experiments/). README.md's layout section has the
+whole map.
+"""
 
 __version__ = "0.1.0"

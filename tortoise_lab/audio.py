@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio.functional as AF
 
+from tortoise_lab.config import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE  # re-exported: the rates audio is read and written at
 from tortoise_lab.files import atomic_path
 
 __all__ = [
@@ -44,8 +45,6 @@ __all__ = [
     "diffusion_conditioning_mel",
 ]
 
-INPUT_SAMPLE_RATE = 22_050  # voice clips and the autoregressive model's mel
-OUTPUT_SAMPLE_RATE = 24_000  # the diffusion decoder's mel and the vocoder's audio
 CONDITIONING_SAMPLES = 132_300  # 6 s at 22.05 kHz: the window the autoregressive conditioning sees
 DIFFUSION_CONDITIONING_SAMPLES = 102_400  # ~4.27 s at 24 kHz (400 hops): the diffusion conditioning window
 

@@ -1,8 +1,12 @@
-"""The networks one synthesis uses, built at one size and loaded from the official files or left random.
+"""What a model set holds: its networks, built at one size and loaded from the official files or left random, and
+the stages that differ between sets (its ranker, its decoder, its sampling quirks, its limits), so the pipeline
+asks the set instead of branching on which one it is.
 
 ``official_models`` loads the official checkpoints strictly. CVVP and the random-voice generators are only
 loaded the first time a run needs them. ``random_models`` builds the same stack with random weights (seeded), so
-every command can be tried without weights; what it says is noise.
+every command can be tried without weights; what it says is noise. ``embedded_models`` loads the small model
+shipped inside the package. ``resolve_models`` is the one place that chooses among them, for the CLI, the
+notebooks and the voice tools alike.
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from tortoise_lab.assets import WEIGHT_FILES, find_weights
+from tortoise_lab.assets import find_weights
 from tortoise_lab.checkpoints import FORMATS, load_weights
+from tortoise_lab.device import choose_device
+from tortoise_lab.stages.decode import CodebookGriffinLim, DiffusionVocoder
+from tortoise_lab.stages.rerank import ClvpRanker, LikelihoodRanker
+from tortoise_lab.stages.sampling import NO_QUIRKS, UPSTREAM_QUIRKS, SamplingQuirks
 from tortoise_lab.models.clvp import CLVP, CLVPConfig
 from tortoise_lab.models.cvvp import CVVP, CVVPConfig
 from tortoise_lab.models.diffusion import DiffusionConfig, DiffusionDecoder
@@ -23,11 +31,17 @@ from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
 from tortoise_lab.models.random_latent import RandomLatentConfig, RandomLatentConverter
 from tortoise_lab.models.vocoder import UnivNetGenerator, VocoderConfig
 
-__all__ = ["WeightsMissing", "ModelUnavailable", "ModelSet", "official_models", "random_models", "embedded_models", "embedded_available",
-           "ALWAYS_NEEDED", "EMBEDDED_DIR"]
+__all__ = ["WeightsMissing", "ModelUnavailable", "ModelSet", "official_models", "random_models", "embedded_models",
+           "embedded_available", "ALWAYS_NEEDED", "RANDOM_VOICE_WEIGHTS", "CVVP_WEIGHTS", "needed_weights",
+           "missing_weights", "EMBEDDED_DIR", "EMBEDDED_DEFAULT_VOICE", "MODEL_CHOICES", "ModelChoice",
+           "resolve_models", "TINY_WEIGHTS_SEED"]
 
 # Files every synthesis needs; CVVP (cvvp_amount > 0) and the random-voice generators come on demand.
 ALWAYS_NEEDED = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth")
+RANDOM_VOICE_WEIGHTS = ("rlg_auto.pth", "rlg_diffuser.pth")
+CVVP_WEIGHTS = ("cvvp.pth",)
+MODEL_CHOICES = ("auto", "official", "embedded", "tiny")
+TINY_WEIGHTS_SEED = 0  # "tiny" always builds the same random weights, so seeds reproduce across runs
 
 
 class WeightsMissing(FileNotFoundError):
@@ -51,11 +65,33 @@ class ModelSet:
     vocoder: UnivNetGenerator | None
     _cvvp_loader: Callable[[], CVVP] = field(repr=False)
     _rlg_loader: Callable[[], tuple[RandomLatentConverter, RandomLatentConverter]] = field(repr=False)
-    kind: str = "official"  # "official" (TorToiSe v2 architecture), "random", or "embedded"
+    kind: str = "official"  # "official" (TorToiSe v2 architecture), "random", or "embedded": for people, not code
     quantizer: object | None = None  # the embedded model's codebook (codes -> mel)
+    ranker: ClvpRanker | LikelihoodRanker | None = None  # scores sampled code rows (stages/rerank.py)
+    decoder: DiffusionVocoder | CodebookGriffinLim | None = None  # chosen rows -> audio (stages/decode.py)
+    quirks: SamplingQuirks = UPSTREAM_QUIRKS  # what its sampling reproduces of upstream's generate()
+    clamps_length: bool = False  # asked for more codes than it can draw: True stops at its limit, False refuses
+    has_random_voice: bool = True  # whether it has the random-latent generators (the "random" voice)
     _cvvp: CVVP | None = field(default=None, repr=False)
     _rlg: tuple[RandomLatentConverter, RandomLatentConverter] | None = field(default=None, repr=False)
     device: torch.device = torch.device("cpu")
+
+    def __post_init__(self):
+        if self.ranker is None:
+            self.ranker = ClvpRanker(self.clvp, lambda: self.cvvp)
+        if self.decoder is None:
+            self.decoder = DiffusionVocoder(self.gpt, self.diffusion, self.vocoder)
+
+    @property
+    def max_mel_tokens(self) -> int:
+        """The most codes its AR model draws for one text."""
+        return self.gpt.config.max_mel_tokens
+
+    def check_length(self, max_mel_tokens: int) -> None:
+        """ValueError when a set that refuses over-long requests is asked for more codes than it can draw."""
+        limit = self.gpt.config.mel_positions
+        if not self.clamps_length and max_mel_tokens > limit:
+            raise ValueError(f"max_mel_tokens {max_mel_tokens} is more than this model can draw; use at most {limit}.")
 
     @property
     def cvvp(self) -> CVVP:
@@ -102,19 +138,14 @@ def official_models(models_dir: str | Path | None = None, device: str | torch.de
 
     ``size`` other than tortoise-v2 loads files of the official names and format saved at that size (tests).
     """
-    missing = [name for name in ALWAYS_NEEDED if find_weights(name, models_dir) is None]
+    missing = missing_weights(models_dir)
     if missing:
-        where = f"--models-dir {models_dir}" if models_dir else "the model-hub cache"
-        raise WeightsMissing(
-            f"The official weights {', '.join(missing)} are not in {where}: run `tortoise-lab download"
-            f"{' --models-dir ' + str(models_dir) if models_dir else ''}` (about 4 GB), or use --tiny to try "
-            f"the pipeline on random weights."
-        )
+        raise WeightsMissing(missing_weights_message(missing, models_dir))
 
     def load(module: nn.Module, name: str, fmt: str) -> nn.Module:
         path = find_weights(name, models_dir)
         if path is None:
-            raise WeightsMissing(f"{name} ({WEIGHT_FILES[name]}) is not downloaded: run `tortoise-lab download`.")
+            raise WeightsMissing(missing_weights_message([name], models_dir))
         return _eval(load_weights(module, path, FORMATS[fmt]))
 
     gpt = load(UnifiedVoice(GPTConfig.from_name(size)), "autoregressive.pth", "autoregressive")
@@ -142,7 +173,7 @@ EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "embedded"
 # The voice the embedded model speaks in when none is given (it has no random voice): a project voice made from the
 # espeak-ng speaker it was trained on.
 EMBEDDED_DEFAULT_VOICE = "espeak_us_m3"
-# The embedded set's mel decoder and vocoder: what `python -m tortoise_lab.train.decoders` measured best (README).
+# The embedded set's mel decoder and vocoder: what `python -m tortoise_lab.train decoders` measured best (README).
 EMBEDDED_CHAIN = ("codebook", "griffin-lim")
 EMBEDDED_DESCRIPTION = "the embedded tiny model (trained on espeak-ng speech; codebook mel decoder + Griffin-Lim)"
 
@@ -186,12 +217,16 @@ def embedded_models(folder: str | Path | None = None, device: str | torch.device
                              "or the official weights.")
         return refuse
 
+    quantizer = KMeansQuantizer.load(folder / "quantizer.safetensors")
+    gpt = _eval(gpt)
     return ModelSet(
         size="embedded", kind="embedded", description=EMBEDDED_DESCRIPTION,
         fingerprint=manifest["sha256"]["autoregressive.safetensors"][:16],
-        gpt=_eval(gpt), diffusion=None, clvp=None, vocoder=None,
+        gpt=gpt, diffusion=None, clvp=None, vocoder=None,
         _cvvp_loader=unavailable("CVVP model"), _rlg_loader=unavailable("random-voice generator"),
-        quantizer=KMeansQuantizer.load(folder / "quantizer.safetensors"),
+        quantizer=quantizer, ranker=LikelihoodRanker(gpt),
+        decoder=CodebookGriffinLim(quantizer, gpt.config.stop_mel_token), quirks=NO_QUIRKS, clamps_length=True,
+        has_random_voice=False,
     ).to(device)
 
 
@@ -227,3 +262,70 @@ def random_models(size: str = "tiny", seed: int = 0, device: str | torch.device 
         _cvvp_loader=lambda: cvvp,
         _rlg_loader=lambda: rlg,
     ).to(device)
+
+
+# ------------------------------------------------------------------------------------------- choosing a set
+
+
+def needed_weights(random_voice: bool = False, cvvp: bool = False) -> tuple[str, ...]:
+    """The official files a run needs: always ``ALWAYS_NEEDED``, plus the random-voice generators and CVVP."""
+    return ALWAYS_NEEDED + (RANDOM_VOICE_WEIGHTS if random_voice else ()) + (CVVP_WEIGHTS if cvvp else ())
+
+
+def missing_weights(models_dir: str | Path | None = None, names: tuple[str, ...] = ALWAYS_NEEDED) -> list[str]:
+    """Which of ``names`` are not downloaded (in ``models_dir`` or the model-hub cache)."""
+    return [name for name in names if find_weights(name, models_dir) is None]
+
+
+def missing_weights_message(missing: list[str], models_dir: str | Path | None = None) -> str:
+    """The one sentence for official weights that are not here, and what to do."""
+    where = f"--models-dir {models_dir}" if models_dir else "the model-hub cache"
+    fetch = "tortoise-lab download" + (f" --models-dir {models_dir}" if models_dir else "")
+    return (f"speaking with the official model needs its weights, and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not in {where}: run `{fetch}` (about 4 GB) first, "
+            "or add --tiny to try the pipeline on random weights.")
+
+
+@dataclass
+class ModelChoice:
+    """The model set a run uses, which one it is, the voice it speaks in by default, and why it was chosen."""
+
+    name: str  # "official", "embedded" or "tiny"
+    models: ModelSet
+    message: str  # one sentence for the user: which model speaks, and how to get the official one if not it
+
+    @property
+    def default_voice(self) -> str:
+        """A voice every set of this kind can speak in: the random voice, or the embedded model's own."""
+        return "random" if self.models.has_random_voice else EMBEDDED_DEFAULT_VOICE
+
+
+def resolve_models(choice: str = "auto", models_dir: str | Path | None = None, device: str | torch.device | None = None,
+                   random_voice: bool = False, cvvp: bool = False, size: str = "tortoise-v2") -> ModelChoice:
+    """Load the model set ``choice`` names (one of ``MODEL_CHOICES``) on ``device`` (None: the best available).
+
+    auto: the official weights when every file the run needs (``random_voice``, ``cvvp``) is here, else the
+    embedded model. official: those weights or ``WeightsMissing`` with the sentence that says how to get them.
+    embedded: the small model shipped in the package. tiny: random tiny weights (noise; for trying the pipeline).
+    ``size``: official-format files saved at another size (tests).
+    """
+    if choice not in MODEL_CHOICES:
+        raise ValueError(f"Unknown model {choice!r}. Available: {', '.join(MODEL_CHOICES)}.")
+    device = choose_device(device if device is None else str(device))
+    if choice == "tiny":
+        return ModelChoice("tiny", random_models("tiny", seed=TINY_WEIGHTS_SEED, device=device),
+                           "Using random tiny weights: the audio is noise, not speech (for trying the pipeline).")
+    missing = missing_weights(models_dir, needed_weights(random_voice, cvvp))
+    if choice == "official" or (choice == "auto" and not missing):
+        if missing:
+            raise WeightsMissing(missing_weights_message(missing, models_dir))
+        return ModelChoice("official", official_models(models_dir, device, size), "Using the official TorToiSe weights.")
+    if not embedded_available():
+        if choice == "auto":
+            raise WeightsMissing(missing_weights_message(missing, models_dir))
+        raise WeightsMissing("the embedded model is not in this installation; train it with "
+                             "`python -m tortoise_lab.train` or use the official weights.")
+    why = ("Official weights not found: speaking with the embedded tiny model (trained on espeak-ng speech). "
+           "`tortoise-lab download` fetches the official model." if choice == "auto" else
+           f"Using {EMBEDDED_DESCRIPTION}.")
+    return ModelChoice("embedded", embedded_models(device=device), why)

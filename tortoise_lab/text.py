@@ -15,6 +15,8 @@ import inflect
 import torch
 from unidecode import unidecode
 
+from tortoise_lab.config import TEXT_SPLIT_DESIRED, TEXT_SPLIT_MAX
+
 __all__ = [
     "SPACE_TOKEN",
     "STOP_TOKEN",
@@ -24,6 +26,8 @@ __all__ = [
     "clean_text",
     "Tokenizer",
     "split_text",
+    "CHUNK_MARKER",
+    "chunk_text",
 ]
 
 # ----------------------------------------------------------------------------------------------- cleaning
@@ -158,6 +162,11 @@ class Tokenizer:
         """Clean ``text`` and return its token ids."""
         return self._bpe.encode(clean_text(text).replace(" ", SPACE_TOKEN)).ids
 
+    def model_ids(self, text: str) -> torch.Tensor:
+        """(T,) ids as the autoregressive model takes them: the ids and one trailing 0 (upstream's api.py appends
+        it before the model adds its own stop token)."""
+        return torch.tensor(self.encode(text) + [0], dtype=torch.long)
+
     def text_tokens(self, text: str) -> torch.Tensor:
         """Token ids of ``text`` as a LongTensor of shape (1, T), ready for the autoregressive model."""
         return torch.tensor(self.encode(text), dtype=torch.long).unsqueeze(0)  # (1, T)
@@ -173,8 +182,9 @@ class Tokenizer:
 
 # -------------------------------------------------------------------------------------------- splitting
 
-DESIRED_PIECE_LENGTH = 200  # characters: aim for pieces about this long ...
-MAX_PIECE_LENGTH = 300  # ... and never longer than this
+# characters: aim for pieces about this long, and never longer than the max (upstream read.py's lengths)
+DESIRED_PIECE_LENGTH, MAX_PIECE_LENGTH = TEXT_SPLIT_DESIRED, TEXT_SPLIT_MAX
+CHUNK_MARKER = "|"  # read: an explicit chunk boundary in a text file (as upstream's read.py honoured it)
 _SENTENCE_ENDS = "!?\n"  # always end a sentence ("." only when a space or the end follows)
 _BACKTRACK_STOPS = "!?.\n "  # where a forced split may fall when no sentence has ended yet
 _SMART_QUOTES = re.compile(r"[“”]")
@@ -285,3 +295,22 @@ def split_text(text: str, desired_length: int = DESIRED_PIECE_LENGTH, max_length
     pieces = [p for p in pieces if p and not _PUNCTUATION_ONLY.match(p)]
     return [short for p in pieces for short in _enforce_max_length(p, max_length)
             if short and not _PUNCTUATION_ONLY.match(short)]
+
+
+def chunk_text(text: str, text_split: tuple[int, int] | None = None, marker: str | None = None) -> list[str]:
+    """The chunks a text is synthesised in, one after another (the only chunking in the package).
+
+    With ``marker`` (``read`` passes ``CHUNK_MARKER``): split at the marker when the text has one, else always by
+    ``split_text``; whitespace is collapsed. Without: a text no longer than the max stays whole unless
+    ``text_split`` (desired, max) is given, longer ones are split by ``split_text``. ValueError for empty text.
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("The text is empty; give words to speak.")
+    desired, maximum = text_split or (TEXT_SPLIT_DESIRED, TEXT_SPLIT_MAX)
+    if marker is not None:
+        pieces = text.split(marker) if marker in text else split_text(text, desired, maximum)
+        return [" ".join(piece.split()) for piece in pieces if piece.strip()]
+    if text_split is None and len(text) <= maximum:
+        return [text]
+    return [chunk for chunk in split_text(text, desired, maximum) if chunk.strip()] or [text]

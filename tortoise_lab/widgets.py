@@ -11,13 +11,11 @@ ipywidgets is an extra: ``pip install tortoise-lab[notebooks]``.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from html import escape
 
-from tortoise_lab.config import PRESETS
-from tortoise_lab.diffusion_sampler import SAMPLERS
-from tortoise_lab.pipeline import Settings, Speech, TextToSpeech
+from tortoise_lab.config import PRESETS, SAMPLERS, Settings
+from tortoise_lab.pipeline import Speech, TextToSpeech
 from tortoise_lab.voices import RANDOM_VOICE, available_voices, load_voice
 
 __all__ = ["Playground", "STAGES", "CONTROLLED_SETTINGS"]
@@ -199,10 +197,10 @@ class Playground:
 
     def _default_voices(self) -> list[str]:
         names = list(available_voices())
-        return names if self.tts.models.kind == "embedded" else [RANDOM_VOICE, *names]  # embedded: no random voice
+        return [RANDOM_VOICE, *names] if self.tts.models.has_random_voice else names
 
     def _check_overrides(self) -> None:
-        known = {f.name for f in dataclasses.fields(Settings)} - set(CONTROLLED_SETTINGS)
+        known = set(Settings.names()) - set(CONTROLLED_SETTINGS)
         for name in self.overrides:
             if name in CONTROLLED_SETTINGS:
                 raise ValueError(f"{name} is chosen with the playground's own widget; set playground.{name}.value.")
@@ -226,7 +224,7 @@ def _spectrogram_png(speech: Speech) -> bytes:
     """The result's log-mel spectrogram as PNG bytes, drawn off pyplot so no notebook backend shows it twice."""
     from matplotlib.figure import Figure
 
-    from tortoise_lab.compare import plot_spectrogram
+    from tortoise_lab.tools.compare import plot_spectrogram
 
     figure = Figure(figsize=SPECTROGRAM_SIZE, layout="constrained")
     plot_spectrogram(speech.wav, speech.sample_rate, title=f"{speech.voice}, seed {speech.seed}: log mel",

@@ -17,11 +17,11 @@ import torch
 
 from tortoise_lab import assets
 from tortoise_lab.config import preset_settings
-from tortoise_lab.model_set import (ALWAYS_NEEDED, EMBEDDED_DEFAULT_VOICE, EMBEDDED_DESCRIPTION, ModelSet,
-                                    WeightsMissing, embedded_available, embedded_models, official_models)
+from tortoise_lab.model_set import (ALWAYS_NEEDED, EMBEDDED_DEFAULT_VOICE, EMBEDDED_DESCRIPTION, ModelChoice,
+                                    embedded_available, missing_weights, resolve_models)
 from tortoise_lab.pipeline import Speech, TextToSpeech
 
-__all__ = ["TEST_MODE_VARIABLE", "test_mode", "ModelChoice", "choose_models", "environment_report",
+__all__ = ["TEST_MODE_VARIABLE", "test_mode", "NotebookModels", "choose_models", "environment_report",
            "markdown_table", "audio_player", "preset_tour", "preset_rows", "PRESET_HEADERS", "option_sweep",
            "sweep_rows", "SWEEP_HEADERS", "EMBEDDED_VOICE", "OFFICIAL_VOICE"]
 
@@ -38,38 +38,25 @@ def test_mode() -> bool:
 
 
 @dataclass
-class ModelChoice:
-    """The model set a notebook runs, which one it is, and the sentence that says why."""
-
-    name: str  # "official" or "embedded"
-    models: ModelSet
-    message: str
+class NotebookModels(ModelChoice):
+    """``model_set.ModelChoice`` for a notebook: the official model speaks in a built-in voice by default."""
 
     @property
     def default_voice(self) -> str:
-        return OFFICIAL_VOICE if self.name == "official" else EMBEDDED_VOICE
+        return OFFICIAL_VOICE if self.name == "official" else EMBEDDED_DEFAULT_VOICE
 
     def tts(self, progress: bool = True) -> TextToSpeech:
         return TextToSpeech(self.models, progress=progress)
 
 
 def choose_models(test_mode: bool = False, models_dir: str | None = None, device: str = "cpu",
-                  size: str = "tortoise-v2") -> ModelChoice:
-    """Test mode: the embedded model. Otherwise the official weights when all are present, else the embedded
-    model, with a message that says how to get the official ones. (``size``: files in the official format at
-    another size, for tests.)"""
-    if not test_mode:
-        try:
-            models = official_models(models_dir, device=device, size=size)
-            return ModelChoice("official", models, "Using the official TorToiSe weights.")
-        except WeightsMissing:
-            if not embedded_available():
-                raise
-            why = ("The official weights are not here (`tortoise-lab download` fetches them, about 4 GB): using "
-                   f"{EMBEDDED_DESCRIPTION}.")
-    else:
-        why = f"Test mode ({TEST_MODE_VARIABLE}=1): using {EMBEDDED_DESCRIPTION}."
-    return ModelChoice("embedded", embedded_models(device=device), why)
+                  size: str = "tortoise-v2") -> NotebookModels:
+    """Test mode: the embedded model. Otherwise ``model_set.resolve_models("auto")``: the official weights when all
+    are present, else the embedded model, with a message that says how to get the official ones. (``size``: files
+    in the official format at another size, for tests.)"""
+    chosen = resolve_models("embedded" if test_mode else "auto", models_dir, device, size=size)
+    message = f"Test mode ({TEST_MODE_VARIABLE}=1): using {EMBEDDED_DESCRIPTION}." if test_mode else chosen.message
+    return NotebookModels(chosen.name, chosen.models, message)
 
 
 def _version(package: str) -> str:
@@ -93,7 +80,7 @@ def environment_report(models_dir: str | None = None) -> list[tuple[str, str]]:
         rows.append(("official assets", f"present in {assets.assets_dir()}"))
     except FileNotFoundError:
         rows.append(("official assets", "missing: run `tortoise-lab assets`"))
-    missing = [name for name in ALWAYS_NEEDED if assets.find_weights(name, models_dir) is None]
+    missing = missing_weights(models_dir)
     rows.append(("official weights", "present" if not missing else
                  f"missing {len(missing)} of {len(ALWAYS_NEEDED)}: run `tortoise-lab download`"))
     rows.append(("embedded model", "present" if embedded_available() else "missing"))
@@ -152,8 +139,8 @@ def option_sweep(tts: TextToSpeech, text: str, voice, configs: tuple[str, ...], 
     with the codes and the audio compared to the first configuration's (``compare.compare_waveforms``).
 
     A compiled configuration runs once untimed first (that run compiles), as the benchmark does."""
-    from tortoise_lab.bench import CONFIGS
-    from tortoise_lab.compare import compare_waveforms
+    from tortoise_lab.tools.bench import CONFIGS
+    from tortoise_lab.tools.compare import compare_waveforms
 
     unknown = [name for name in configs if name not in CONFIGS]
     if unknown:

@@ -8,7 +8,7 @@ import torch
 from tortoise_lab.assets import builtin_voices_dir
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, load_audio
 from tortoise_lab.checkpoints import load_weights
-from tortoise_lab.conditioning import conditioning_latents, crop_starts
+from tortoise_lab.stages.conditioning import conditioning_latents, crop_starts
 from tortoise_lab.models.diffusion import DiffusionConfig, DiffusionDecoder
 from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tortoise_lab.diffusion_sampler import Schedule, sample
+from tortoise_lab.stages.diffusion_sampler import Schedule, sample
 
 pytestmark = pytest.mark.parity
 

@@ -9,7 +9,7 @@ import torch
 
 from tortoise_lab.checkpoints import FORMATS, load_weights, to_our_keys
 from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
-from tortoise_lab.sampling import UPSTREAM_FILLER_CODES, generate_codes
+from tortoise_lab.stages.sampling import UPSTREAM_FILLER_CODES, generate_codes
 
 pytestmark = pytest.mark.parity
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tortoise_lab.checkpoints import FORMATS, load_weights, to_our_keys
-from tortoise_lab.redaction import TACOTRON_SYMBOLS, Aligner, AlignmentError, CtcVocab, match_characters
+from tortoise_lab.stages.redaction import TACOTRON_SYMBOLS, Aligner, AlignmentError, CtcVocab, match_characters
 
 pytestmark = pytest.mark.parity
 

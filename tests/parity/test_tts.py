@@ -9,7 +9,7 @@ import torch
 
 from tortoise_lab.assets import builtin_voices_dir
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, load_audio
-from tortoise_lab.bench import upstream_model_kwargs
+from tortoise_lab.tools.bench import upstream_model_kwargs
 from tortoise_lab.model_set import official_models
 from tortoise_lab.models.cvvp import CVVPConfig
 from tortoise_lab.pipeline import TextToSpeech

@@ -15,7 +15,7 @@ inference kernels expect too).
 
 Decoding is split gpt-fast style: ``decode(embeddings, input_pos)`` runs the transformer over embeddings written
 at explicit sequence slots of a static ``KVCache`` (set up with ``setup_caches``); with no cache it runs plainly
-over the whole causal sequence. The sampling loop lives in ``tortoise_lab.sampling``.
+over the whole causal sequence. The sampling loop lives in ``tortoise_lab.stages.sampling``.
 """
 
 from __future__ import annotations

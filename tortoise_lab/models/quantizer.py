@@ -7,7 +7,7 @@ decoder (``decode``), and its error on real speech bounds what any model predict
 
 Why k-means and not a VQ-VAE: measured. On the broad run's 100 evaluation renderings the k-means code book's ceiling
 is 0.604 with 510 of its 512 codes in use; a small VQ-VAE with the same 512 codes per 4 frames
-(``tortoise_lab.train.vqvae``) reached 0.805 (31 codes in use) or 0.873 (112 in use, cosine codes). k-means also fits
+(``tortoise_lab.train.experiments.vqvae``) reached 0.805 (31 codes in use) or 0.873 (112 in use, cosine codes). k-means also fits
 in minutes with no training loop.
 """
 

@@ -51,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Further training commands, reached as `python -m tortoise_lab.train NAME ...` (or `tortoise-lab train NAME ...`).
-SUBCOMMANDS = {"decoders": "tortoise_lab.train.decoders", "crosseval": "tortoise_lab.train.crosseval",
-               "vqvae": "tortoise_lab.train.vqvae"}
+SUBCOMMANDS = {name: f"tortoise_lab.train.experiments.{name}" for name in ("decoders", "crosseval", "vqvae")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,7 @@ from tortoise_lab.train.corpus import Corpus
 from tortoise_lab.train.loop import STEP_SEED_STRIDE, step_generator
 from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel
 
-__all__ = ["ARConfig", "ARData", "ARBatch", "embedded_gpt_config", "prepare_ar_data", "conditioning_pool", "ar_loss",
-           "text_ids"]
+__all__ = ["ARConfig", "ARData", "ARBatch", "embedded_gpt_config", "prepare_ar_data", "conditioning_pool", "ar_loss"]
 
 BUCKET_BATCHES = 50  # batches per length-sorted bucket: enough to sort well, few enough to keep epochs shuffled
 
@@ -59,11 +58,6 @@ def embedded_gpt_config(config: ARConfig, codes: int) -> GPTConfig:
                      max_mel_tokens=config.max_mel_tokens, max_text_tokens=config.max_text_tokens,
                      number_mel_codes=codes + 2, start_mel_token=codes, stop_mel_token=codes + 1,
                      conditioning_blocks=config.conditioning_blocks)
-
-
-def text_ids(tokenizer: Tokenizer, text: str) -> torch.Tensor:
-    """(T,) ids as the pipeline makes them: the tokenizer's ids and one trailing 0 (upstream api.py does so)."""
-    return torch.tensor(tokenizer.encode(text) + [0], dtype=torch.long)
 
 
 @dataclass
@@ -156,7 +150,7 @@ def prepare_ar_data(corpus: Corpus, quantizer: KMeansQuantizer, indices: list[in
     gpt = embedded_gpt_config(config, quantizer.config.codes)
     texts, code_rows, voices, dropped = [], [], [], 0
     for k, index in enumerate(indices):
-        ids = text_ids(tokenizer, corpus.texts[index])
+        ids = tokenizer.model_ids(corpus.texts[index])
         row = codes[k] if codes is not None else quantizer.encode(code_mel(corpus.wav(index)))
         if len(ids) > config.max_text_tokens or len(row) > config.max_mel_tokens:
             dropped += 1

@@ -28,14 +28,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from tortoise_lab.compare import dtw_path, mel_cepstra
+from tortoise_lab.tools.compare import dtw_path, mel_cepstra
 from tortoise_lab.models.gpt import UnifiedVoice
-from tortoise_lab.sampling import generate_codes
+from tortoise_lab.stages.sampling import draw_until_stop
 from tortoise_lab.text import Tokenizer
-from tortoise_lab.train.ar import text_ids
 from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel
 
-__all__ = ["dtw_log_mel_distance", "stop_token_rate", "codes_until_stop", "length_ratio", "swap_one_word",
+__all__ = ["dtw_log_mel_distance", "stop_token_rate", "length_ratio", "swap_one_word",
            "closer_to_right", "voice_profile", "nearest_voice", "UtteranceResult", "EvalSummary", "evaluate_ar",
            "evaluate_decoders", "MelDecoder", "summarize"]
 
@@ -57,14 +56,6 @@ def dtw_log_mel_distance(mel_a: torch.Tensor, mel_b: torch.Tensor) -> float:
     cost = frame_distances(mel_a, mel_b)
     path = dtw_path(cost)
     return float(np.mean([cost[i, j] for i, j in path]))
-
-
-def codes_until_stop(codes: torch.Tensor, stop: int) -> tuple[torch.Tensor, bool]:
-    """(L,) decoded codes -> (the codes before the first stop code, whether there was one)."""
-    stops = (codes == stop).nonzero()
-    if len(stops) == 0:
-        return codes, False
-    return codes[:int(stops[0])], True
 
 
 def stop_token_rate(rows: list[torch.Tensor], stop: int) -> float:
@@ -223,17 +214,14 @@ def evaluate_decoders(model: UnifiedVoice, quantizer: KMeansQuantizer, items: li
     tokenizer = tokenizer or Tokenizer()
     rng = random.Random(seed)
     model.eval()
-    stop = model.config.stop_mel_token
     reference_mels = [code_mel(item["wav"]) for item in items]
     results: dict[str, list[UtteranceResult]] = {name: [] for name in decoders}
     for k, item in enumerate(tqdm(items, desc="evaluating", disable=not progress)):
         reference = reference_mels[k]
         reference_codes = quantizer.encode(reference)
         cond_latent = model.conditioning_latent(cond_mels[item["voice"]].float().unsqueeze(0))  # (1, C)
-        tokens = text_ids(tokenizer, item["text"]).unsqueeze(0)
-        limit = min(model.config.max_mel_tokens, 2 * len(reference_codes) + 20)
-        row = generate_codes(model, cond_latent, tokens, limit, greedy=True)[0]
-        codes, stopped = codes_until_stop(row, stop)
+        tokens = tokenizer.model_ids(item["text"]).unsqueeze(0)
+        codes, stopped = draw_until_stop(model, cond_latent, tokens, 2 * len(reference_codes) + 20)
         same_voice = [j for j in range(len(items)) if items[j]["voice"] == item["voice"] and j != k]
         other = next((j for j in same_voice if j > k), same_voice[0]) if same_voice else (k + 1) % len(items)
         baseline = dtw_log_mel_distance(reference_mels[other], reference) if len(items) > 1 else float("nan")

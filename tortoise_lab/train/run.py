@@ -27,7 +27,8 @@ from tortoise_lab.files import atomic_path
 from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, ar_loss, prepare_ar_data
-from tortoise_lab.train.corpus import ADJECTIVES, NOUNS, TEST_VOICES, VOICES, build_corpus, make_sentences, synthesize
+from tortoise_lab.train.corpus import TEST_VOICES, VOICES, build_corpus, synthesize
+from tortoise_lab.train.sentences import ADJECTIVES, NOUNS, make_sentences
 from tortoise_lab.train.evaluate import evaluate_ar, summarize
 from tortoise_lab.train.loop import LoopConfig, train_loop
 from tortoise_lab.models.quantizer import KMeansQuantizer, QuantizerConfig, code_mel
@@ -206,9 +207,9 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
     ``NN.wav`` (ours, 24 kHz), ``NN-espeak.wav`` (the rendering, 22.05 kHz), ``spectrograms.png`` (each pair)
     and ``samples.json`` (text, split, voice, files)."""
     from tortoise_lab.audio import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, save_audio
-    from tortoise_lab.compare import plot_spectrogram
-    from tortoise_lab.train.ar import text_ids
-    from tortoise_lab.train.decode import speak_codes
+    from tortoise_lab.tools.compare import plot_spectrogram
+    from tortoise_lab.stages.decode import codebook_audio
+    from tortoise_lab.stages.sampling import draw_until_stop
 
     folder.mkdir(parents=True, exist_ok=True)
     pools = [corpus.indices("held_out"), corpus.indices("unseen")]
@@ -222,8 +223,8 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
     for n, index in enumerate(chosen, start=1):
         voice_id = corpus.voice_ids[index]
         cond = model.conditioning_latent(data.cond_pool[voice_id][:data.config.cond_clips].float().unsqueeze(0))
-        tokens = text_ids(tokenizer, corpus.texts[index]).unsqueeze(0)
-        wav, codes, stopped = speak_codes(model, quantizer, cond, tokens)
+        codes, stopped = draw_until_stop(model, cond, tokenizer.model_ids(corpus.texts[index]).unsqueeze(0))
+        wav = codebook_audio(quantizer, codes)
         ours, theirs = f"{n:02d}.wav", f"{n:02d}-espeak.wav"
         save_audio(folder / ours, wav, OUTPUT_SAMPLE_RATE, subtype="PCM_16")
         save_audio(folder / theirs, corpus.wav(index), INPUT_SAMPLE_RATE, subtype="PCM_16")

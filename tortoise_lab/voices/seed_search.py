@@ -25,7 +25,9 @@ import torch
 import torchaudio
 
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, resample, save_audio
+from tortoise_lab.config import Settings
 from tortoise_lab.files import atomic_path, write_text
+from tortoise_lab.stages.conditioning import voice_latents
 from tortoise_lab.voices.library import Voice
 
 if TYPE_CHECKING:  # the pipeline is the layer above; it is handed in, never imported here
@@ -90,14 +92,15 @@ def match_seeds(tts: TextToSpeech, voice: Voice, text: str, seeds: list[int], ou
     clips = voice.clips or [c for part, _ in voice.parts for c in part.clips]
     out_dir = Path(out_dir)
     use_cvvp = tts.models.has_cvvp()
+    settings = Settings.from_preset(preset, **overrides)
     rows = []
     for seed in seeds:
-        speech = tts.tts(text, voice=voice, preset=preset, seed=seed, **overrides)
+        speech = tts.tts(text, voice=voice, seed=seed, settings=settings)
         path = save_audio(out_dir / f"seed-{seed}.wav", speech.wav, speech.sample_rate)
         cvvp = None
         if use_cvvp:
             with torch.no_grad():
-                _, ar_mels = tts.voice_latents(voice, torch.Generator(), want_mels=True)
+                _, ar_mels = voice_latents(tts.models, voice, torch.Generator(), want_mels=True)
                 codes = speech.codes[0][:1].to(tts.device)
                 model = tts.models.cvvp
                 speech_latent = model.embed_speech(codes)

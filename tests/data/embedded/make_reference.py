@@ -10,7 +10,8 @@ import torch
 
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, save_audio
 from tortoise_lab.model_set import EMBEDDED_DIR
-from tortoise_lab.train.corpus import VOICES, make_sentences, synthesize
+from tortoise_lab.train.corpus import VOICES, synthesize
+from tortoise_lab.train.sentences import make_sentences
 
 
 def main() -> None:

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tortoise_lab.config import SAMPLERS, TRAINED_STEPS  # the schedule the decoder was trained on; sampler names
+
 __all__ = ["TRAINED_STEPS", "SAMPLERS", "Schedule", "spaced_timesteps", "sample"]
 
-TRAINED_STEPS = 4000  # length of the schedule the official decoder was trained on
 # The linear schedule of Ho et al. is given for 1000 steps; longer schedules scale both ends down.
 _BETA_START_PER_1000, _BETA_END_PER_1000 = 1e-4, 0.02
-SAMPLERS = ("ddpm", "ddim", "dpm++2m")
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 

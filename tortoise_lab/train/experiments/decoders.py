@@ -1,12 +1,12 @@
 """Which mel decoder and vocoder the embedded model uses, decided by measurement on held-out sentences.
 
-    python -m tortoise_lab.train.decoders --run runs/broad --model-dir tortoise_lab/data/embedded \\
+    python -m tortoise_lab.train decoders --run runs/broad --model-dir tortoise_lab/data/embedded \\
         --out-dir runs/broad/decoders
 
 Three stages, each written into ``out_dir`` and skipped (or resumed) when its output is there:
 
-1. ``diffusion``: a tiny ``DiffusionDecoder`` trained on the frozen AR model's latents (``train.diffusion``);
-2. ``vocoder``: a tiny UnivNet generator trained on the corpus's audio (``train.vocoder``);
+1. ``diffusion``: a tiny ``DiffusionDecoder`` trained on the frozen AR model's latents (``diffusion.py``);
+2. ``vocoder``: a tiny UnivNet generator trained on the corpus's audio (``vocoder.py``);
 3. ``compare``: ``evaluate_decoders`` on the run's held-out sentences, with the same greedy codes and word-swap
    renderings for every chain. Mel decoders (code book, diffusion) are measured on the mel they produce;
    vocoders (Griffin-Lim, UnivNet) on the mel *heard* in their audio (``code_mel`` of the 24 kHz output), after
@@ -14,11 +14,14 @@ Three stages, each written into ``out_dir`` and skipped (or resumed) when its ou
    word-swap accuracy is not. Writes ``comparison.json`` and ``comparison.md`` (the table and the decision).
 
 ``--stages`` runs a subset, so the two trainings can run side by side (one thread each) and be compared after.
+
+Longer than 400 lines because it is one experiment's whole command (its three resumable stages, the comparison,
+the example figure and the record it writes into the manifest); its networks' training lives in ``diffusion.py``
+and ``vocoder.py`` beside it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -34,11 +37,12 @@ from tortoise_lab.models.griffin_lim import griffin_lim
 from tortoise_lab.models.quantizer import code_mel
 from tortoise_lab.models.vocoder import UnivNetGenerator
 from tortoise_lab.text import Tokenizer
-from tortoise_lab.train.ar import ARConfig, conditioning_pool, text_ids
-from tortoise_lab.train.diffusion import (DiffusionTrainConfig, diffusion_conditioning_pool, diffusion_loss,
-                                         init_for_training, prepare_diffusion_data, sample_mel)
+from tortoise_lab.train.ar import ARConfig, conditioning_pool
+from tortoise_lab.train.experiments.diffusion import (DiffusionTrainConfig, diffusion_conditioning_pool,
+                                                      diffusion_loss, init_for_training, prepare_diffusion_data,
+                                                      sample_mel)
+from tortoise_lab.train.experiments.vocoder import VocoderTrainConfig, prepare_vocoder_data, vocoder_loss
 from tortoise_lab.train.loop import LoopConfig, checkpoint_state, latest_step, load_checkpoint, train_loop
-from tortoise_lab.train.vocoder import VocoderTrainConfig, prepare_vocoder_data, vocoder_loss
 
 __all__ = ["DecoderRunConfig", "run_decoders", "STAGES"]
 
@@ -101,7 +105,7 @@ class _Context:
 
     def __init__(self, config: DecoderRunConfig):
         from tortoise_lab.model_set import embedded_models
-        from tortoise_lab.train.crosseval import load_run
+        from tortoise_lab.train.experiments.crosseval import load_run
 
         self.run_config, self.corpus = load_run(config.run, config.eval_count)
         models = embedded_models(config.model_dir)
@@ -181,7 +185,7 @@ def _better(candidate: dict, incumbent: dict) -> bool:
 
 
 def compare(config: DecoderRunConfig, context: _Context) -> dict:
-    from tortoise_lab.train.corpus import ADJECTIVES, NOUNS
+    from tortoise_lab.train.sentences import ADJECTIVES, NOUNS
     from tortoise_lab.train.evaluate import dtw_log_mel_distance, evaluate_decoders, summarize
     from tortoise_lab.train.run import evaluation_items
 
@@ -197,7 +201,7 @@ def compare(config: DecoderRunConfig, context: _Context) -> dict:
     def diffusion_decoder(k: float):
         def decode(codes: torch.Tensor, item: dict) -> torch.Tensor:
             voice = voice_ids[item["voice"]]
-            latents = context.gpt.latents(context.cond_latents[voice], text_ids(tokenizer, item["text"]).unsqueeze(0),
+            latents = context.gpt.latents(context.cond_latents[voice], tokenizer.model_ids(item["text"]).unsqueeze(0),
                                           codes.long().unsqueeze(0))  # (1, L, C)
             return sample_mel(diffusion, latents, diffusion_cond[voice].float().unsqueeze(0),
                               len(codes) * context.quantizer.config.stack, config.sampling_steps, "ddim",
@@ -273,8 +277,7 @@ def write_examples(folder: Path, items: list[dict], mel_decoders: dict, context:
     import matplotlib.pyplot as plt
 
     from tortoise_lab.audio import save_audio
-    from tortoise_lab.sampling import generate_codes
-    from tortoise_lab.train.evaluate import codes_until_stop
+    from tortoise_lab.stages.sampling import draw_until_stop
 
     folder.mkdir(parents=True, exist_ok=True)
     rows = len(mel_decoders) + 1
@@ -282,9 +285,7 @@ def write_examples(folder: Path, items: list[dict], mel_decoders: dict, context:
                                 constrained_layout=True)
     for column, item in enumerate(items):
         cond_latent = context.gpt.conditioning_latent(cond[item["voice"]].float().unsqueeze(0))
-        tokens = text_ids(tokenizer, item["text"]).unsqueeze(0)
-        row = generate_codes(context.gpt, cond_latent, tokens, context.gpt.config.max_mel_tokens, greedy=True)[0]
-        codes, _ = codes_until_stop(row, context.gpt.config.stop_mel_token)
+        codes, _ = draw_until_stop(context.gpt, cond_latent, tokenizer.model_ids(item["text"]).unsqueeze(0))
         mels = {"espeak-ng": code_mel(item["wav"])}
         mels.update({name: decode(codes, item) for name, decode in mel_decoders.items()})
         for axis, (name, mel) in zip(axes[:, column], mels.items()):
@@ -333,7 +334,7 @@ def record_in_manifest(model_dir: Path, result: dict) -> None:
                          "the model set before recording.")
     config = DecoderRunConfig(**{**result["config"], "record": False})
     manifest["decoder_comparison"] = {
-        "command": command_line(config, "tortoise_lab.train.decoders"),
+        "command": command_line(config, "tortoise_lab.train decoders"),
         "mel_decoders": {name: _measures(s) for name, s in result["mel_decoders"].items()},
         "vocoders": {name: _measures(s) for name, s in result["vocoders"].items()},
         "copy_synthesis": {name: round(d, 4) for name, d in result["copy_synthesis"].items()},
@@ -394,7 +395,7 @@ def run_decoders(config: DecoderRunConfig) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     from tortoise_lab.train.__main__ import dataclass_parser
 
-    parser = dataclass_parser(DecoderRunConfig, "python -m tortoise_lab.train.decoders", __doc__.split("\n\n")[0])
+    parser = dataclass_parser(DecoderRunConfig, "python -m tortoise_lab.train decoders", __doc__.split("\n\n")[0])
     config = DecoderRunConfig(**vars(parser.parse_args(argv)))
     try:
         result = run_decoders(config)

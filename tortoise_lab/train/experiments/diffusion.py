@@ -26,12 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from tortoise_lab.audio import diffusion_conditioning_mel, denormalize_univnet_mel, normalize_univnet_mel
-from tortoise_lab.diffusion_sampler import TRAINED_STEPS, linear_betas, sample
+from tortoise_lab.stages.diffusion_sampler import TRAINED_STEPS, linear_betas, sample
 from tortoise_lab.models.diffusion import DiffusionConfig, DiffusionDecoder
 from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.models.quantizer import SILENCE_LOG_MEL, code_mel
 from tortoise_lab.text import Tokenizer
-from tortoise_lab.train.ar import text_ids
 from tortoise_lab.train.loop import step_generator
 
 __all__ = ["DiffusionTrainConfig", "DiffusionData", "DiffusionBatch", "prepare_diffusion_data", "diffusion_loss",
@@ -163,7 +162,7 @@ def prepare_diffusion_data(gpt: UnifiedVoice, corpus, indices: list[int], codes:
     for k in tqdm(chosen, desc="AR latents", disable=not progress):
         index = indices[k]
         voice = corpus.voice_ids[index]
-        tokens = text_ids(tokenizer, corpus.texts[index]).unsqueeze(0)
+        tokens = tokenizer.model_ids(corpus.texts[index]).unsqueeze(0)
         latents.append(ar_latents(gpt, cond_latents[voice], tokens, codes[k])[0].half())
         mels.append(normalize_univnet_mel(_stacked_mel(corpus.wav(index), len(codes[k]), stack)).half())
         voices.append(voice)
@@ -204,7 +203,7 @@ def sample_mel(model: DiffusionDecoder, latents: torch.Tensor, cond_mels: torch.
     ``sampler`` must use the noise prediction only ("ddim" or "dpm++2m"): the variance half is untrained.
     """
     if sampler == "ddpm":
-        raise ValueError("A decoder trained by tortoise_lab.train.diffusion has no trained variance: "
+        raise ValueError("A decoder trained by tortoise_lab.train.experiments.diffusion has no trained variance: "
                          "sample it with 'ddim' or 'dpm++2m'.")
     model.eval()
     voice = model.conditioning_embedding(cond_mels)

@@ -1,24 +1,5 @@
-"""Time every stage of synthesis per option combination, beside upstream tortoise-tts on the same random weights.
-
-    records = run_benchmark(quick=True, against_reference=True, out_dir="bench-out")
-
-How it measures (see benchmarks/README.md):
-
-* **Same weights.** Random, well-scaled weights at the official sizes (``tiny`` in quick mode) are made once by the
-  reference environment (``benchmarks/ref_bench.py weights``), saved in the official file formats and cached under
-  ``--weights-dir``; ours loads the very same files with ``official_models``. Random weights never emit the stop
-  token, so every run draws exactly ``max_mel_tokens`` codes per sample: both sides do the same work.
-* **Same work.** The same text, the same voice clips (``tom``'s, cut to the 6 s conditioning window so neither side
-  crops at random), the same preset settings and seed. With the same seed our codes equal upstream's (the parity
-  suite proves it; each record says whether it held here).
-* **One process per configuration.** Peak memory (``ru_maxrss``) is then the configuration's own, and no cache,
-  compiled graph or warm allocator carries over. A worker loads the models, prepares what is prepared once per
-  model (the decoder, int8 copies, the voice's latent cache for configurations that use it), runs one untimed
-  warm-up only for torch.compile, then the timed repeats, and prints one JSON record.
-* **Medians** over the repeats, per stage and in total.
-
-The benchmark is not a test: ``tests/test_bench.py`` only checks that quick mode runs and writes its files.
-"""
+"""Running the benchmark: the shared random weights, one worker process per configuration (ours or the
+reference's), medians, and the comparison of every run's codes and audio with the baselines."""
 
 from __future__ import annotations
 
@@ -34,138 +15,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["BenchConfig", "CONFIGS", "DEFAULT_CONFIGS", "FASTER_PRESET", "run_benchmark", "ensure_weights",
-           "upstream_model_kwargs", "markdown_table", "plot_records", "reference_python"]
+from tortoise_lab.tools.bench.configs import (CONFIGS, DEFAULT_CONFIGS, DEFAULT_SEED, DEFAULT_TEXT, DEFAULT_VOICE,
+                                              EXPECTED_NOTE, QUICK_CLIPS, QUICK_SAMPLES, RECORD_PREFIX,
+                                              REF_WORKER, REPO, STAGES, UPSTREAM_TTS_SETTINGS, WEIGHT_FILES,
+                                              WEIGHTS_SEED, WEIGHTS_STAMP, BenchOptions)
+from tortoise_lab.tools.bench.report import write_reports
 
-REPO = Path(__file__).resolve().parent.parent
-REF_WORKER = REPO / "benchmarks" / "ref_bench.py"
-RECORD_PREFIX = "BENCH_RECORD "  # a worker's last stdout line: this prefix, then its JSON record
-FASTER_PRESET = "ultra_fast_int8_dpm"
-DEFAULT_TEXT = "The quick brown fox jumps over the lazy dog."
-DEFAULT_VOICE = "tom"
-DEFAULT_SEED = 3
-WEIGHTS_SEED = 1234  # the shared random weights; independent of --seed so a new seed does not remake 4 GB
-DEFAULT_MAX_MEL_TOKENS = 48
-QUICK_MAX_MEL_TOKENS = 16
-QUICK_SAMPLES = 4  # AR samples per run in quick mode (the preset's 16 elsewhere)
-QUICK_CLIPS = 2  # voice clips in quick mode (upstream's conditioning costs seconds per clip even for tiny models)
-MAX_BATCH = 16  # AR samples decoded together, as upstream's default on CPU
-FAST_REPEATS = 3
-SLOW_REPEATS = 1  # KV cache off: minutes per run at the official size
-OFFICIAL_SIZE, QUICK_SIZE = "tortoise-v2", "tiny"
-STAGES = ("conditioning", "autoregressive", "ranking", "ar_latents", "diffusion_and_vocoder")
-STAGE_LABELS = {"conditioning": "cond", "autoregressive": "AR", "ranking": "rank", "ar_latents": "AR lat",
-                "diffusion_and_vocoder": "diff+voc"}
-WEIGHT_FILES = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth")
-WEIGHTS_STAMP = "bench-weights.json"  # written last: a folder without it is an interrupted creation
-EXPECTED_NOTE = "without a stop token"  # random weights never stop: every run says so, the table need not
-# The Settings that upstream's tts() takes under the same names.
-UPSTREAM_TTS_SETTINGS = ("num_autoregressive_samples", "temperature", "length_penalty", "repetition_penalty",
-                         "top_p", "max_mel_tokens", "cvvp_amount", "diffusion_iterations", "cond_free", "cond_free_k",
-                         "diffusion_temperature")
-UPSTREAM_PRESETS = ("ultra_fast", "fast", "standard", "high_quality")
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """One option combination. ``options`` are Settings overrides; ``preset`` None means the run's --preset;
-    ``reference`` is upstream's equivalent (its TextToSpeech options) or None where upstream has none."""
-
-    description: str
-    options: dict
-    preset: str | None = None
-    reference: dict | None = None
-    cuda_only: bool = False  # upstream's version of it only exists on CUDA (its half is CUDA autocast)
-
-
-# The option configurations recompute the conditioning latents every run (latent_cache off), as upstream does.
-CONFIGS: dict[str, BenchConfig] = {
-    "baseline": BenchConfig("KV cache off: every step recomputes the whole sequence (upstream's CLI default)",
-                            {"kv_cache": False, "latent_cache": False}, reference={"kv_cache": False}),
-    "kv_cache": BenchConfig("KV cache on (our default)", {"kv_cache": True, "latent_cache": False},
-                            reference={"kv_cache": True}),
-    "half": BenchConfig("KV cache + half precision (bf16/fp16 autocast; CUDA only)",
-                        {"half": True, "latent_cache": False}, reference={"kv_cache": True, "half": True},
-                        cuda_only=True),
-    "deepspeed": BenchConfig("KV cache + DeepSpeed's fused decoder kernels (CUDA only)",
-                             {"deepspeed": True, "latent_cache": False},
-                             reference={"kv_cache": True, "deepspeed": True}, cuda_only=True),
-    "compile": BenchConfig("KV cache + torch.compile'd decode step (one untimed warm-up run compiles it)",
-                           {"compile": True, "latent_cache": False}),
-    "all": BenchConfig("KV cache + half + DeepSpeed + compile (each where it applies)",
-                       {"half": True, "deepspeed": True, "compile": True, "latent_cache": False},
-                       reference={"kv_cache": True, "half": True, "deepspeed": True}, cuda_only=True),
-    "int8": BenchConfig("KV cache + int8 decoder and CLVP (CPU; lossy)", {"int8": True, "latent_cache": False}),
-    FASTER_PRESET: BenchConfig("the faster preset: int8, DPM++(2M) in 10 steps, cached conditioning latents",
-                               {}, preset=FASTER_PRESET),
-}
-DEFAULT_CONFIGS = ("baseline", "kv_cache", "half", "deepspeed", "compile", "all", FASTER_PRESET)
-
-
-# ------------------------------------------------------------------------------------------------- options
-
-
-@dataclass
-class BenchOptions:
-    """What ``run_benchmark`` was asked for, with the defaults resolved (see ``resolve``)."""
-
-    quick: bool = False
-    against_reference: bool = False
-    max_mel_tokens: int | None = None  # None: 48, or 16 in quick mode
-    preset: str = "ultra_fast"
-    repeats: int | None = None  # None: 3 (1 with the KV cache off), or 1 in quick mode
-    configs: tuple[str, ...] = DEFAULT_CONFIGS
-    json_path: Path | None = None
-    out_dir: Path | None = None
-    seed: int = DEFAULT_SEED
-    weights_dir: Path | None = None
-    text: str = DEFAULT_TEXT
-    device: str | None = None
-
-    def resolve(self) -> "BenchOptions":
-        """Check every option (ValueError naming it and the allowed values) and fill in the defaults."""
-        from tortoise_lab.config import PRESETS
-
-        configs = tuple(dict.fromkeys(self.configs))  # drop repeats, keep the order
-        unknown = [name for name in configs if name not in CONFIGS]
-        if unknown or not configs:
-            raise ValueError(f"Unknown config {unknown[0] if unknown else ''!r}. Available: {', '.join(CONFIGS)}.")
-        if self.preset not in PRESETS:
-            raise ValueError(f"Unknown preset {self.preset!r}. Available: {', '.join(PRESETS)}.")
-        if self.against_reference and self.preset not in UPSTREAM_PRESETS:
-            raise ValueError(f"The reference runs only upstream's presets ({', '.join(UPSTREAM_PRESETS)}); "
-                             f"{self.preset!r} is ours. Compare it with --configs {self.preset} instead.")
-        if self.repeats is not None and self.repeats < 1:
-            raise ValueError("--repeats must be at least 1.")
-        tokens = self.max_mel_tokens if self.max_mel_tokens is not None else (
-            QUICK_MAX_MEL_TOKENS if self.quick else DEFAULT_MAX_MEL_TOKENS)
-        from tortoise_lab.models.gpt import GPTConfig
-
-        limit = GPTConfig.from_name(QUICK_SIZE if self.quick else OFFICIAL_SIZE).max_mel_tokens
-        if not 1 <= tokens <= limit:
-            raise ValueError(f"--max-mel-tokens must be between 1 and {limit} for "
-                             f"{'the tiny' if self.quick else 'the official'} model; got {tokens}.")
-        if not self.text.strip():
-            raise ValueError("The benchmark text is empty.")
-        return dataclasses.replace(self, configs=configs, max_mel_tokens=tokens,
-                                   json_path=Path(self.json_path) if self.json_path else None,
-                                   out_dir=Path(self.out_dir) if self.out_dir else None,
-                                   weights_dir=Path(self.weights_dir) if self.weights_dir else None)
-
-    @property
-    def size(self) -> str:
-        return QUICK_SIZE if self.quick else OFFICIAL_SIZE
-
-    def repeats_for(self, config: BenchConfig) -> int:
-        if self.repeats is not None:
-            return self.repeats
-        if self.quick:
-            return 1
-        return SLOW_REPEATS if config.options.get("kv_cache") is False else FAST_REPEATS
+__all__ = ["run_benchmark", "ensure_weights", "upstream_model_kwargs", "reference_python", "write_clips"]
 
 
 # ------------------------------------------------------------------------------------------------- weights
@@ -337,18 +196,18 @@ def _reference_configs(options: BenchOptions, device: str, say) -> list[str]:
 
 def _settings_for(name: str, options: BenchOptions):
     """Our Settings for a configuration, and the overrides that give them."""
-    from tortoise_lab.pipeline import Settings
+    from tortoise_lab.config import Settings
 
     config = CONFIGS[name]
     preset = config.preset or options.preset
     overrides = dict(config.options, max_mel_tokens=options.max_mel_tokens)
     if options.quick:
         overrides["num_autoregressive_samples"] = QUICK_SAMPLES
-    samples = Settings.from_preset(preset, **overrides).num_autoregressive_samples
-    overrides["batch_size"] = min(MAX_BATCH, samples)
+    settings = Settings.from_preset(preset, **overrides)
+    overrides["batch_size"] = settings.batch  # as upstream's default on CPU: all at once, up to 16
     if options.device:
         overrides["device"] = options.device
-    return preset, overrides, Settings.from_preset(preset, **overrides)
+    return preset, overrides, settings.replace(**overrides)
 
 
 def _base_record(impl: str, name: str, preset: str, settings, options: BenchOptions, repeats: int) -> dict:
@@ -369,12 +228,12 @@ def _run_ours(name, options, weights, clips, work, wav_dir, device, say) -> dict
     wav = wav_dir / f"tortoise_lab-{name}.wav"
     spec = {"config": name, "preset": preset, "overrides": overrides, "size": options.size, "weights_dir": str(weights),
             "voices_dir": str(voices.parent), "voice": DEFAULT_VOICE, "text": options.text, "seed": options.seed,
-            "repeats": repeats, "warmup": bool(settings.compile), "wav": str(wav)}
+            "repeats": repeats, "warmup": bool(settings.inference.compile), "wav": str(wav)}
     spec_path = work / f"ours-{name}.json"
     spec_path.write_text(json.dumps(spec))
     say(f"tortoise_lab/{name}: {repeats} timed run(s)...")
-    raw = _run_worker([sys.executable, "-m", "tortoise_lab.bench", "--worker", str(spec_path)], f"tortoise_lab/{name}",
-                      options.out_dir)
+    raw = _run_worker([sys.executable, "-m", "tortoise_lab.tools.bench", "--worker", str(spec_path)],
+                      f"tortoise_lab/{name}", options.out_dir)
     return _finish({**_base_record("tortoise_lab", name, preset, settings, options, repeats), **raw}, settings, wav,
                    options, say)
 
@@ -411,7 +270,7 @@ def _finish(record: dict, settings, wav: Path, options: BenchOptions, say) -> di
 def _compare(records: list[dict]) -> None:
     """Codes and audio of every record against our baseline's; speed against upstream's two paths."""
     from tortoise_lab.audio import OUTPUT_SAMPLE_RATE, load_audio
-    from tortoise_lab.compare import compare_waveforms
+    from tortoise_lab.tools.compare import compare_waveforms
 
     def find(impl, config):
         return next((r for r in records if r["impl"] == impl and r["config"] == config and "error" not in r), None)
@@ -437,108 +296,24 @@ def _compare(records: list[dict]) -> None:
                 record[key] = reference["median_s"] / record["median_s"]
 
 
-# ------------------------------------------------------------------------------------------------- reports
-
-
-def _fmt(value, digits: int = 2, suffix: str = "") -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, str):
-        return value
-    return f"{value:.{digits}f}{suffix}"
-
-
-def markdown_table(records: list[dict]) -> str:
-    """One row per record: speed, ratios to upstream, stages, memory, throughput, and what the option costs."""
-    head = (["config", "impl", "median s", "× vs ref kv-off", "× vs ref kv-on"] + [STAGE_LABELS[s] for s in STAGES]
-            + ["peak MB", "AR tok/s", "RTF", "codes = baseline", "MCD dB", "SNR dB", "notes"])
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in records:
-        if "error" in r:
-            rows.append(f"| {r['config']} | {r['impl']} | failed |" + " |" * (len(head) - 4) + f" {r['error'][:200]} |")
-            continue
-        versus = r.get("vs_baseline") or {}
-        equal = r.get("codes_equal_to_baseline")
-        cells = [r["config"], r["impl"], _fmt(r["median_s"]), _fmt(r.get("speedup_vs_reference_kv_off"), 1, "×"),
-                 _fmt(r.get("speedup_vs_reference_kv_on"), 1, "×")]
-        cells += [_fmt(r["stages_s"].get(stage)) for stage in STAGES]
-        cells += [_fmt(r["peak_mb"], 0), _fmt(r.get("ar_tokens_per_s"), 0), _fmt(r.get("rtf")),
-                  "–" if equal is None else ("yes" if equal else "no"), _fmt(versus.get("mcd_db")),
-                  _fmt(versus.get("snr_db"), 1), "; ".join(r.get("notes", [])).replace("|", "/")]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows) + "\n"
-
-
-def plot_records(records: list[dict], path: str | Path | None = None,
-                 title: str = "tortoise_lab vs upstream tortoise-tts, by stage"):
-    """Median seconds per configuration as horizontal bars, stacked by stage; saved to ``path`` if given."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    done = [r for r in records if "error" not in r]
-    figure, axis = plt.subplots(figsize=(10, 1.2 + 0.45 * len(done)), constrained_layout=True)
-    labels = [f"{r['impl']}: {r['config']}" for r in done]
-    left = [0.0] * len(done)
-    for stage in STAGES + ("other",):
-        if stage == "other":  # what the stage medians leave of the total median (fix-up, bookkeeping)
-            widths = [max(0.0, r["median_s"] - sum(r["stages_s"].get(s, 0.0) for s in STAGES)) for r in done]
-        else:
-            widths = [r["stages_s"].get(stage, 0.0) for r in done]
-        axis.barh(labels, widths, left=left, label=STAGE_LABELS.get(stage, stage))
-        left = [a + b for a, b in zip(left, widths)]
-    for y, r in enumerate(done):
-        axis.text(left[y], y, f" {r['median_s']:.1f} s", va="center", fontsize=8)
-    axis.set_xlim(0, 1.15 * max(left, default=1.0))  # room for the totals written after the bars
-    axis.invert_yaxis()
-    axis.set(xlabel="median seconds per synthesis", title=title)
-    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3 if len(done) < 4 else -0.12), ncol=len(STAGES) + 1,
-                fontsize=8, frameon=False)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
-    return figure
-
-
-def _header(records: list[dict], options: BenchOptions) -> str:
-    first = next((r for r in records if "error" not in r), {})
-    return (f"Size {options.size}, preset {options.preset}, {first.get('num_autoregressive_samples', '?')} AR samples "
-            f"x {options.max_mel_tokens} tokens (batch {first.get('batch_size', '?')}), seed {options.seed}, device "
-            f"{first.get('device', '?')}; medians over the repeats; text: \"{options.text}\".\n\n")
-
-
-def write_reports(records: list[dict], options: BenchOptions, say=print) -> None:
-    json_path = options.json_path or (options.out_dir / "bench.json" if options.out_dir else None)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(records, indent=1) + "\n")
-        say(f"records: {json_path}")
-    table = markdown_table(records)
-    if options.out_dir is not None:
-        (options.out_dir / "bench.md").write_text(_header(records, options) + table)
-        plot_records(records, options.out_dir / "bench.png")
-        say(f"table, chart and WAVs: {options.out_dir}")
-    say(table)
-
 
 # ------------------------------------------------------------------------------------------------- worker
 
 
-def _worker(spec: dict) -> dict:
+def worker(spec: dict) -> dict:
     """One configuration of ours in this process: load, prepare, warm up if needed, time; the raw record."""
     import torch
 
     from tortoise_lab.audio import save_audio
     from tortoise_lab.device import choose_device
+    from tortoise_lab.config import Settings
     from tortoise_lab.model_set import official_models
-    from tortoise_lab.pipeline import Settings, TextToSpeech
+    from tortoise_lab.pipeline import TextToSpeech
+    from tortoise_lab.stages.conditioning import voice_latents
     from tortoise_lab.voices import load_voice
 
     settings = Settings.from_preset(spec["preset"], **spec["overrides"])
-    device = choose_device(settings.device)
+    device = choose_device(settings.inference.device)
     started = time.perf_counter()
     models = official_models(spec["weights_dir"], device, size=spec["size"])
     tts = TextToSpeech(models, progress=False)
@@ -546,16 +321,15 @@ def _worker(spec: dict) -> dict:
     load_s = time.perf_counter() - started
 
     def speak():
-        return tts.tts(spec["text"], voice=voice, preset=spec["preset"], seed=spec["seed"], **spec["overrides"])
+        return tts.tts(spec["text"], voice=voice, seed=spec["seed"], settings=settings)
 
     # Once-per-model preparation, outside the timings: the decoder with its options (int8 quantizes a copy here),
     # the int8 CLVP, and, where the configuration uses it, the voice's latent cache (made once per voice).
-    started, notes = time.perf_counter(), []
-    decoder = tts._decoder(settings, notes)
-    if settings.int8 and device.type == "cpu":
-        tts._int8_clvp()
+    started = time.perf_counter()
+    decoder, option_notes = tts.prepare(settings)
+    notes = list(option_notes)
     if settings.latent_cache:
-        tts.voice_latents(voice, torch.Generator(), cache=True)
+        voice_latents(tts.models, voice, torch.Generator(), cache=True)
         notes.append("conditioning latents read from the voice's cache (made once before timing)")
     if spec["warmup"]:
         speak()  # torch.compile compiles the decode step on its first call
@@ -585,9 +359,3 @@ def _worker(spec: dict) -> dict:
         record["gpu"] = torch.cuda.get_device_name(device)
     return record
 
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "--worker":
-        raise SystemExit("usage: python -m tortoise_lab.bench --worker SPEC.json (run by `tortoise-lab bench`)")
-    result = _worker(json.loads(Path(sys.argv[2]).read_text()))
-    print(RECORD_PREFIX + json.dumps(result), flush=True)

@@ -1,7 +1,7 @@
 """Evaluate a finished model set on another run's held-out sentences: how two embedded models compare on the
 same test, each with its own code book.
 
-    python -m tortoise_lab.train.crosseval --model-dir tortoise_lab/data/embedded --run runs/broad \\
+    python -m tortoise_lab.train crosseval --model-dir tortoise_lab/data/embedded --run runs/broad \\
         --out runs/broad/eval-shipped.json
 
 ``--run`` names a training folder (its ``train_config.json`` gives the corpus recipe: the held-out sentences,
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, conditioning_pool
-from tortoise_lab.train.corpus import Corpus, build_corpus, make_sentences
+from tortoise_lab.train.corpus import Corpus, build_corpus
+from tortoise_lab.train.sentences import make_sentences
 from tortoise_lab.train.run import TrainConfig, evaluate_run
 
 __all__ = ["cross_evaluate", "load_run"]
@@ -54,7 +55,7 @@ def cross_evaluate(model_dir: str | Path, run_dir: str | Path, eval_count: int |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tortoise_lab.train.crosseval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tortoise_lab.train crosseval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", required=True, help="a model set folder (config.json + safetensors)")
     parser.add_argument("--run", required=True, help="the training folder whose held-out sentences to use")
     parser.add_argument("--eval-count", type=int, default=None, help="held-out utterances (default: the run's)")

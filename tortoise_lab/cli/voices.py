@@ -39,19 +39,17 @@ def cmd_voices_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_voices_match(args: argparse.Namespace) -> int:
-    from tortoise_lab.model_set import official_models, random_models
+    from tortoise_lab.model_set import resolve_models
     from tortoise_lab.pipeline import TextToSpeech
     from tortoise_lab.voices.seed_search import match_seeds, parse_seeds, write_table
     from tortoise_lab.voices import load_voice
 
     seeds = parse_seeds(args.seeds)
     voice = load_voice(args.name, args.voices_dir)
+    chosen = resolve_models("tiny" if args.tiny else "official", args.models_dir, device="cpu")
     if args.tiny:
-        print("--tiny: random tiny weights; the audio is noise (for trying the search).", flush=True)
-        models = random_models("tiny")
-    else:
-        models = official_models(args.models_dir)
-    tts = TextToSpeech(models, progress=not args.quiet)
+        print(chosen.message, flush=True)
+    tts = TextToSpeech(chosen.models, progress=not args.quiet)
     out_dir = Path(args.output_dir) / args.name
     overrides = {k: v for k, v in (("max_mel_tokens", args.max_mel_tokens),
                                    ("num_autoregressive_samples", args.num_autoregressive_samples),
@@ -64,7 +62,7 @@ def cmd_voices_match(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_voices_parser(verbs) -> None:
+def add_parser(verbs) -> None:
     voices = verbs.add_parser("voices", help="list, prepare and match voices")
     actions = voices.add_subparsers(dest="voices_verb", required=True, metavar="ACTION")
     extra = dict(action="append", default=None, metavar="DIR", help="a folder of extra voices, searched first")

@@ -5,7 +5,7 @@ Each example is a segment of one training utterance: ``segment_frames`` frames o
 loss of Parallel WaveGAN and UnivNet (spectral convergence + log-magnitude L1, averaged over three FFT sizes)
 without the adversarial part: on two CPU cores there is no time for a GAN's discriminators, and the STFT loss
 alone is what those models pre-train their generators with. Whether that beats Griffin-Lim is measured by
-``tortoise_lab.train.decoders``, which keeps the better one.
+``tortoise_lab.train.experiments.decoders``, which keeps the better one.
 
 Batches are a pure function of (seed, step), so ``train_loop`` resumes bit for bit.
 """

@@ -5,7 +5,7 @@ measurement"). This trains the VQ-VAE and measures both on the same thing: the c
 distance between a held-out rendering and its own codes decoded (what any AR model predicting those codes can
 reach at best), plus how many codes are in use. Both quantisers use 512 codes, one code per 4 mel frames::
 
-    python -m tortoise_lab.train.vqvae --run runs/broad --out-dir runs/broad/vqvae
+    python -m tortoise_lab.train vqvae --run runs/broad --out-dir runs/broad/vqvae
 
 The network: two convolutions and a stride-4 convolution down to one 32-wide unit vector per 4 frames, the nearest
 (cosine) of 512 unit code vectors (straight-through gradients, the codebook and commitment losses of van den Oord et
@@ -116,7 +116,7 @@ def compare_quantizers(run: str, model_dir: str, out_dir: str, steps: int = 2000
     """Train the VQ-VAE (resumable) on ``run``'s training utterances, then measure it and ``model_dir``'s k-means
     code book on the run's evaluation renderings. Writes ``out_dir/quantizers.json``."""
     from tortoise_lab.model_set import embedded_models
-    from tortoise_lab.train.crosseval import load_run
+    from tortoise_lab.train.experiments.crosseval import load_run
     from tortoise_lab.train.evaluate import dtw_log_mel_distance
     from tortoise_lab.train.loop import LoopConfig, train_loop
     from tortoise_lab.train.run import evaluation_items
@@ -154,7 +154,7 @@ def compare_quantizers(run: str, model_dir: str, out_dir: str, steps: int = 2000
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tortoise_lab.train.vqvae", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tortoise_lab.train vqvae", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="the AR training folder (its corpus and evaluation items)")
     parser.add_argument("--model-dir", default="tortoise_lab/data/embedded", help="the set whose k-means code book to compare")
     parser.add_argument("--out-dir", required=True, help="checkpoints, loss log and quantizers.json")

@@ -1,0 +1,341 @@
+"""What the verbs share: errors as one sentence, chatter, the synthesis options, and turning parsed flags into the
+API's inputs (settings, voice specs, the model set). No synthesis happens here."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tortoise_lab.config import DEFAULT_BATCH_SIZE, PRESETS, SAMPLERS, Settings
+from tortoise_lab.model_set import MODEL_CHOICES
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_NEEDS_FETCH = 3
+EXIT_INTERRUPTED = 130  # the shell's code for a Ctrl-C'd program
+
+DEFAULT_OUTPUT_DIR = "output-audio-samples"
+ALL_VOICES = "all"  # -v all: every available voice in turn
+VOICE_LIST_SEPARATOR = ","
+# Command-line players tried for --play, first found wins: (program, arguments before the file).
+PLAYERS = (
+    ("aplay", ("-q",)),
+    ("paplay", ()),
+    ("ffplay", ("-nodisp", "-autoexit", "-loglevel", "quiet")),
+    ("afplay", ()),
+)
+
+# Tuning flags: (flag, type, metavar, help). Unset, each takes the preset's value.
+TUNING_OPTIONS = (
+    ("--num-autoregressive-samples", int, "N",
+     "how many code sequences the autoregressive model draws for CLVP to rank; more gives better odds of a "
+     "good take and takes longer"),
+    ("--temperature", float, "T", "softmax temperature of the autoregressive sampling (greater than 0)"),
+    ("--length-penalty", float, "X",
+     "kept for upstream compatibility: it only affects beam search, which sampling never uses"),
+    ("--repetition-penalty", float, "X",
+     "penalty on codes already drawn; higher means fewer long silences and 'uhhh's (greater than 0)"),
+    ("--top-p", float, "P", "nucleus sampling: draw only from the likeliest codes whose probabilities sum to P "
+     "(0 < P <= 1; lower is safer and duller)"),
+    ("--max-mel-tokens", int, "N", "the longest speech to draw, in codes (20 codes per second of audio)"),
+    ("--cvvp-amount", float, "X",
+     "weight of the CVVP voice-similarity score in the ranking, 0 to 1 (above 0 needs cvvp.pth)"),
+    ("--diffusion-iterations", int, "N", "diffusion steps: more refine the audio further and take longer"),
+    ("--cond-free-k", float, "K",
+     "strength of conditioning-free guidance: output = (1 + K) * conditioned - K * unconditioned"),
+    ("--diffusion-temperature", float, "T",
+     "scale of the diffusion's starting noise (0 gives the mean prediction, which sounds smeared)"),
+)
+# Flags whose value goes to Settings under the flag's own name (dashes -> underscores).
+SETTING_FLAGS = [flag[2:].replace("-", "_") for flag, *_ in TUNING_OPTIONS] + [
+    "cond_free", "sampler", "candidates", "batch_size", "text_split", "kv_cache", "half", "deepspeed", "compile",
+    "int8", "device", "latent_cache"]
+
+
+class CliError(Exception):
+    """A problem to report to the user as one sentence, with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one sentence on stderr (exit 2) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see `{self.prog} --help`).\n")
+
+
+def fail(message: str, code: int) -> int:
+    print(f"tortoise-lab: {message}", file=sys.stderr)
+    return code
+
+
+def say(args: argparse.Namespace, message: str) -> None:
+    """Progress chatter, silenced by --quiet."""
+    if not getattr(args, "quiet", False):
+        print(message, flush=True)
+
+
+def note(message: str) -> None:
+    """Something the user should know about the result (kept in the sidecar too); printed even with --quiet."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------- flags -> API
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    """The settings the user set on the command line (unset flags are None and left to the preset)."""
+    values = {name: getattr(args, name) for name in SETTING_FLAGS if getattr(args, name) is not None}
+    if args.disable_redaction is not None:
+        values["redact"] = not args.disable_redaction
+    return values
+
+
+def flag_names(message: str) -> str:
+    """Say ``--top-p`` where a settings message says ``top_p``, so the user sees the flag they typed."""
+    for name in sorted(SETTING_FLAGS, key=len, reverse=True):
+        flag = "--" + name.replace("_", "-")
+        if message.startswith(name + " "):
+            message = flag + message[len(name):]
+        if "_" in name:
+            message = message.replace(name, flag)
+    return message
+
+
+def settings_from_args(args: argparse.Namespace, **replace) -> Settings:
+    """The run's validated Settings, built once (CliError naming the flag when an option is out of range)."""
+    try:
+        return Settings.from_preset(args.preset, **{**overrides(args), **replace})
+    except ValueError as error:
+        raise CliError(flag_names(str(error))) from None
+
+
+def voice_specs(args: argparse.Namespace) -> list[str]:
+    """-v as a list of voice specs (names, a&b blends), ``all`` expanded; unknown names are a CliError."""
+    from tortoise_lab.voices import BLEND_SEPARATOR, RANDOM_VOICE, available_voices, load_voice
+
+    known = available_voices(args.voices_dir)
+    specs: list[str] = []
+    for item in (part.strip() for part in args.voice.split(VOICE_LIST_SEPARATOR)):
+        if not item:
+            continue
+        expanded = sorted(known) if item == ALL_VOICES else [item]
+        specs += [spec for spec in expanded if spec not in specs]
+    if not specs:
+        raise CliError("no voice given; pass a name, a blend like tom&emma, several separated by commas, or all.")
+    listed = ", ".join([RANDOM_VOICE, *sorted(known)])
+    for spec in specs:
+        names = [name.strip() for name in spec.split(BLEND_SEPARATOR)]
+        if not all(names) or (RANDOM_VOICE in names and len(names) > 1):
+            load_voice(spec, args.voices_dir)  # raises the one-sentence ValueError for a malformed blend
+        for name in names:
+            if name != RANDOM_VOICE and name not in known:
+                raise CliError(f"unknown voice {name!r}; available: {listed} (or {ALL_VOICES}).")
+    return specs
+
+
+def open_models(args: argparse.Namespace, device, specs: list[str], settings: Settings):
+    """The model set that speaks (``model_set.resolve_models``: --tiny, or --model auto|official|embedded) and the
+    voice specs it will use (a set without a random voice speaks in its own default voice instead)."""
+    from tortoise_lab.model_set import resolve_models
+    from tortoise_lab.voices import RANDOM_VOICE
+
+    choice = "tiny" if args.tiny else args.model
+    if choice == "official":
+        say(args, f"Loading the official weights onto {device}...")
+    chosen = resolve_models(choice, args.models_dir, device, random_voice=RANDOM_VOICE in specs,
+                            cvvp=settings.cvvp_amount > 0)
+    if choice == "tiny":
+        print(chosen.message, flush=True)
+    elif choice != "official":
+        say(args, chosen.message)
+    if not chosen.models.has_random_voice and RANDOM_VOICE in specs:
+        say(args, f"The {chosen.name} model has no random voice: using the voice {chosen.default_voice!r}.")
+        specs = [chosen.default_voice if spec == RANDOM_VOICE else spec for spec in specs]
+    try:
+        chosen.models.check_length(settings.max_mel_tokens)
+    except ValueError as error:
+        raise CliError(flag_names(str(error))) from None
+    return chosen.models, specs
+
+
+def tokenizer():
+    """The official tokenizer, without fetching anything (a missing asset is a CliError, exit 3)."""
+    from tortoise_lab import assets
+    from tortoise_lab.text import Tokenizer
+
+    try:
+        return Tokenizer(assets.data_file("tokenizer.json", fetch=False))
+    except assets.AssetError:
+        raise CliError("the official tokenizer is not unpacked yet: run `tortoise-lab assets` first.",
+                       EXIT_NEEDS_FETCH) from None
+
+
+def check_pronounceable(text: str, tokenizer) -> None:
+    from tortoise_lab.text import clean_text
+
+    if not tokenizer.encode(text) or not any(ch.isalnum() for ch in clean_text(text)):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise CliError(f"the text {shown!r} has nothing pronounceable in it (no letters or digits); "
+                       "give words to speak.")
+
+
+def read_text_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"no text file at {path}.") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path} is not UTF-8 text.") from None
+    except OSError as error:
+        raise CliError(f"cannot read {path} ({error.strerror or error}).") from None
+
+
+def list_voices(args: argparse.Namespace) -> int:
+    from tortoise_lab.cli.voices import format_voice_table
+
+    print(format_voice_table(args.voices_dir))
+    return 0
+
+
+def print_notes(messages: list[str], noted: set[str]) -> None:
+    """A speech's notes on stderr, each once per command (not once per chunk)."""
+    for message in messages:
+        if message not in noted:
+            noted.add(message)
+            note(message)
+
+
+def find_player() -> tuple[str, tuple[str, ...]] | None:
+    for program, arguments in PLAYERS:
+        found = shutil.which(program)
+        if found:
+            return found, arguments
+    return None
+
+
+def play(path: Path) -> None:
+    """Play a file with the first command-line player found; never fails the run."""
+    player = find_player()
+    if player is None:
+        note(f"no audio player found ({', '.join(p for p, _ in PLAYERS)}); {path} is saved, play it yourself.")
+        return
+    program, arguments = player
+    try:
+        done = subprocess.run([program, *arguments, str(path)], check=False, capture_output=True)
+    except OSError as error:
+        note(f"could not start {Path(program).name} to play {path} ({error.strerror or error}); the file is kept.")
+        return
+    if done.returncode != 0:
+        note(f"{Path(program).name} could not play {path} (exit {done.returncode}); the file is kept.")
+
+
+# ------------------------------------------------------------------------------------------- the options
+
+
+def _text_split(value: str) -> tuple[int, int]:
+    parts = value.split(",")
+    try:
+        desired, maximum = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected desired,max characters like 200,300, got {value!r}") from None
+    return desired, maximum
+
+
+def add_synthesis_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """Options speak and read share: voices, presets, outputs, the model, and every tuning knob."""
+    _add_voice_options(parser, verb)
+    _add_run_options(parser)
+    _add_tuning_options(parser)
+
+
+def _add_voice_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    flag = argparse.BooleanOptionalAction
+    voices = parser.add_argument_group("voices and output")
+    voices.add_argument("-v", "--voice", default="random", metavar="VOICE",
+                        help="voice name; a&b blends voices; several separated by commas are spoken in turn; "
+                             "'all' is every available voice (default: random)")
+    voices.add_argument("-V", "--voices-dir", action="append", default=None, metavar="DIR",
+                        help="a folder of extra voices (one sub-folder of clips per voice), searched first; "
+                             "repeat for several")
+    voices.add_argument("-l", "--list-voices", action=flag, default=False,
+                        help="print every available voice with its folder, and exit")
+    voices.add_argument("-p", "--preset", default="fast", metavar="PRESET",
+                        help=f"quality/speed preset: {', '.join(PRESETS)} (default: fast)")
+    voices.add_argument("-O", "--output-dir", "--output-path", dest="output_path", default=DEFAULT_OUTPUT_DIR,
+                        metavar="DIR", help=f"folder for the WAV files and their JSON sidecars "
+                                            f"(default: {DEFAULT_OUTPUT_DIR}/; --output-path is an older spelling)")
+    voices.add_argument("--candidates", type=int, default=None, metavar="K",
+                        help="how many of the best-ranked takes to turn into audio; the best is the main file, the "
+                             "others are saved beside it as *_candidateN.wav (default: 1)")
+    skip_help = ("keep outputs that already exist instead of redoing them" if verb == "speak" else
+                 "keep every chunk whose WAV exists, even if it was made with other settings")
+    voices.add_argument("--skip-existing", action=flag, default=False, help=skip_help)
+    voices.add_argument("-P", "--play", action=flag, default=False,
+                        help="play the result with aplay, paplay, ffplay or afplay if one is installed")
+    voices.add_argument("-q", "--quiet", action=flag, default=False,
+                        help="no progress bars or chatter: print only where outputs went, the seed, and notes")
+    voices.add_argument("--produce-debug-state", action=flag, default=False,
+                        help="also save <output>.debug.safetensors (codes, ranking scores, candidates) and "
+                             "<output>.debug.json (seed, settings, text) beside each output")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    flag = argparse.BooleanOptionalAction
+    run = parser.add_argument_group("model and run")
+    run.add_argument("--seed", type=int, default=None, help="random seed; the same seed and settings give the "
+                                                            "same audio (default: drawn, and printed)")
+    run.add_argument("--models-dir", default=None, metavar="DIR",
+                     help="folder holding the official .pth files (default: $TORTOISE_LAB_MODELS_DIR, else the "
+                          "huggingface_hub cache)")
+    run.add_argument("--model", choices=[c for c in MODEL_CHOICES if c != "tiny"], default="auto",
+                     help="which model speaks: the official weights, the small embedded model shipped in the package "
+                          "(trained on espeak-ng speech), or auto: official when downloaded, else embedded "
+                          "(default: auto)")
+    run.add_argument("--tiny", action=flag, default=False,
+                     help="use small random weights instead of the official ones: runs in seconds without "
+                          "downloads, and the audio is noise")
+    run.add_argument("--device", default=None, metavar="DEVICE",
+                     help="cpu, cuda, cuda:N or mps (default: the best available)")
+    run.add_argument("--text-split", type=_text_split, default=None, metavar="DESIRED,MAX",
+                     help="split text into chunks of about DESIRED and at most MAX characters (default: 200,300; "
+                          "speak only splits texts longer than 300 characters)")
+    run.add_argument("--disable-redaction", action=flag, default=None,
+                     help="speak [bracketed] text too; normally it guides the delivery and is cut from the audio")
+    run.add_argument("--latent-cache", action=flag, default=None,
+                     help="reuse a clip voice's conditioning latents saved beside its clips (default: on)")
+    run.add_argument("--batch-size", type=int, default=None, metavar="N",
+                     help="autoregressive samples drawn at once; lower it if you run out of memory "
+                          f"(default: {DEFAULT_BATCH_SIZE})")
+
+
+def _add_tuning_options(parser: argparse.ArgumentParser) -> None:
+    flag = argparse.BooleanOptionalAction
+    tuning = parser.add_argument_group("tuning (unset options take the preset's values)")
+    for option, kind, metavar, text in TUNING_OPTIONS:
+        tuning.add_argument(option, type=kind, default=None, metavar=metavar, help=text)
+    tuning.add_argument("--cond-free", action=flag, default=None,
+                        help="conditioning-free diffusion guidance: two passes per step, much more natural audio "
+                             "(default: on, except in ultra_fast)")
+    tuning.add_argument("--sampler", choices=SAMPLERS, default=None,
+                        help="diffusion sampler (default: ddpm, as upstream)")
+
+    speed = parser.add_argument_group("inference (same audio, different speed)")
+    speed.add_argument("--kv-cache", action=flag, default=None,
+                       help="reuse attention keys and values while decoding; off gives the same audio, slowly "
+                            "(default: on)")
+    speed.add_argument("--half", action=flag, default=None,
+                       help="half precision on CUDA (faster, slightly different audio; ignored elsewhere)")
+    speed.add_argument("--deepspeed", action=flag, default=None,
+                       help="DeepSpeed's fused decoder kernels (CUDA with the deepspeed extra; noted and ignored "
+                            "elsewhere)")
+    speed.add_argument("--compile", action=flag, default=None,
+                       help="torch.compile the decode step (pays off on long runs)")
+    speed.add_argument("--int8", action=flag, default=None,
+                       help="int8 decoder and CLVP on CPU: several times faster, and lossy (different audio)")

@@ -1,0 +1,139 @@
+"""``tortoise-lab download``, ``assets``, ``bench``, ``compare`` and ``train``: fetching, measuring, training."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tortoise_lab import assets
+from tortoise_lab.cli.common import EXIT_FAILED, EXIT_NEEDS_FETCH, CliError, fail
+
+BENCH_EXAMPLES = """examples:
+  tortoise-lab bench --quick --against-reference --out-dir bench-quick   # smoke test, a minute or two
+  tortoise-lab bench --against-reference --out-dir bench-out             # the full table (official sizes)
+  tortoise-lab bench --configs kv_cache,ultra_fast_int8_dpm --repeats 1
+"""
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    try:
+        where = assets.fetch_assets(sdist=args.sdist, force=args.force)
+    except assets.AssetError as error:
+        return fail(str(error), EXIT_NEEDS_FETCH)
+    print(f"official assets (tokenizer, mel norms, built-in voices) are in {where}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    try:
+        paths = assets.download_weights(args.files or None, models_dir=args.models_dir, progress=not args.quiet)
+    except assets.AssetError as error:
+        return fail(str(error), EXIT_NEEDS_FETCH)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _config_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tortoise_lab.tools.bench import DEFAULT_CONFIGS, run_benchmark
+
+    try:
+        records = run_benchmark(quick=args.quick, against_reference=args.against_reference,
+                                max_mel_tokens=args.max_mel_tokens, preset=args.preset, repeats=args.repeats,
+                                configs=args.configs or DEFAULT_CONFIGS, json_path=args.json, out_dir=args.out_dir,
+                                seed=args.seed, weights_dir=args.weights_dir, device=args.device)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    except FileNotFoundError as error:
+        raise CliError(str(error), EXIT_NEEDS_FETCH) from None
+    failed = [f"{r['impl']}/{r['config']}" for r in records if "error" in r]
+    if failed:
+        return fail(f"{len(failed)} configuration(s) failed: {', '.join(failed)} (see the table).", EXIT_FAILED)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tortoise_lab.audio import load_audio
+    from tortoise_lab.config import OUTPUT_SAMPLE_RATE
+    from tortoise_lab.files import write_json
+    from tortoise_lab.tools.compare import compare_waveforms, plot_comparison
+
+    try:
+        a, b = (load_audio(path, OUTPUT_SAMPLE_RATE) for path in (args.a, args.b))
+    except (FileNotFoundError, ValueError) as error:
+        raise CliError(str(error)) from None
+    values = compare_waveforms(a, b).to_dict()
+    for name, value in values.items():
+        print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+    if args.json:
+        write_json(args.json, values)
+    if args.plot:
+        plot_comparison(a, b, args.plot, labels=(Path(args.a).name, Path(args.b).name))
+        print(f"spectrograms: {args.plot}")
+    return 0
+
+
+def add_parsers(verbs) -> None:
+    """download, assets, bench and compare."""
+    download = verbs.add_parser("download", help="fetch the official weights from the model hub")
+    download.add_argument("--models-dir", default=None, help="download into this folder instead of the hub cache")
+    download.add_argument("--files", nargs="+", metavar="FILE", choices=list(assets.WEIGHT_FILES),
+                          help=f"only these files (default: all of {', '.join(assets.WEIGHT_FILES)})")
+    download.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    download.set_defaults(run=cmd_download)
+
+    fetch = verbs.add_parser("assets", help="fetch the tokenizer, mel norms and built-in voices (tortoise-tts sdist)")
+    fetch.add_argument("--sdist", type=Path, default=None, help="use this local tortoise-tts-3.0.0.tar.gz")
+    fetch.add_argument("--force", action="store_true", help="unpack again even if the assets are present")
+    fetch.set_defaults(run=cmd_assets)
+
+    _add_bench_parser(verbs)
+
+    compare = verbs.add_parser("compare", help="measure how two WAVs differ (log-mel distance, MCD, SNR)",
+                               description="Log-mel distance, mel-cepstral distortion after DTW, duration "
+                                           "difference and SNR between two recordings of speech.")
+    compare.add_argument("a", help="the reference WAV")
+    compare.add_argument("b", help="the WAV compared with it")
+    compare.add_argument("--plot", default=None, metavar="PNG", help="save both spectrograms and their difference")
+    compare.add_argument("--json", default=None, metavar="PATH", help="also write the measures as JSON")
+    compare.set_defaults(run=cmd_compare)
+
+
+def add_train_parser(verbs) -> None:
+    """train: its arguments go to ``python -m tortoise_lab.train`` (``main`` hands them on before parsing)."""
+    train = verbs.add_parser("train", add_help=False,
+                             help="train the embedded model (the same as `python -m tortoise_lab.train`; try --help)")
+    train.add_argument("train_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # main() hands these on
+
+
+def _add_bench_parser(verbs) -> None:
+    bench = verbs.add_parser("bench", help="time each stage per option combination, beside upstream tortoise-tts",
+                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EXAMPLES,
+                             description="Time synthesis stage by stage for option combinations, each in its own "
+                                         "process, on shared random weights; optionally upstream tortoise-tts "
+                                         "3.0.0 too (same weights, same work). See benchmarks/README.md.")
+    bench.add_argument("--quick", action="store_true",
+                       help="tiny random models, 16 tokens, 4 samples, 1 repeat: a smoke test")
+    bench.add_argument("--against-reference", action="store_true",
+                       help="also run upstream tortoise-tts from .venv-ref (or $TORTOISE_LAB_REF_PYTHON)")
+    bench.add_argument("--max-mel-tokens", type=int, default=None, metavar="N",
+                       help="AR codes drawn per sample (random weights never stop early; default 48, quick 16)")
+    bench.add_argument("-p", "--preset", default="ultra_fast", metavar="PRESET",
+                       help="the preset the option configurations run (default: ultra_fast)")
+    bench.add_argument("--repeats", type=int, default=None, metavar="N",
+                       help="timed runs per configuration (default: 3; 1 with the KV cache off; 1 with --quick)")
+    bench.add_argument("--configs", type=_config_list, default=None, metavar="A,B,...",
+                       help="configurations to run, comma-separated (default: baseline,kv_cache,half,deepspeed,"
+                            "compile,all,ultra_fast_int8_dpm; also: int8)")
+    bench.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the records here")
+    bench.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
+                       help="write bench.json, bench.md (table), bench.png (chart) and wavs/ here")
+    bench.add_argument("--seed", type=int, default=3, help="synthesis seed, the same for every run (default: 3)")
+    bench.add_argument("--weights-dir", type=Path, default=None, metavar="DIR",
+                       help="cache of the shared random weights (default: $TORTOISE_LAB_HOME/bench-weights)")
+    bench.add_argument("--device", default=None, metavar="DEVICE", help="cpu or cuda (default: the best available)")
+    bench.set_defaults(run=cmd_bench)

@@ -1,0 +1,134 @@
+"""Stage: the chosen code rows -> waveforms. A model set carries its decoder; both have one interface:
+
+- ``finish_codes(codes)`` -> (codes as they are ranked and decoded, whether every row reached its stop code);
+- ``decode(best, text_tokens, latents, settings, generator, timer, progress)`` -> one (1, N) 24 kHz waveform per row.
+
+``DiffusionVocoder`` (the official chain): upstream's fix-up of the codes, the AR model's latents for the chosen
+rows, the diffusion decoder (``diffusion_sampler``) to a 100-band mel, and UnivNet to audio.
+``CodebookGriffinLim`` (the embedded model's chain, chosen by measurement, see the README): the rows up to their
+stop code through the k-means code book to a mel, and Griffin-Lim to audio.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tortoise_lab.audio import denormalize_univnet_mel
+from tortoise_lab.config import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, Settings
+from tortoise_lab.fast import autocast_context
+from tortoise_lab.models.diffusion import DiffusionDecoder
+from tortoise_lab.models.gpt import UnifiedVoice
+from tortoise_lab.models.griffin_lim import GRIFFIN_LIM_ITERATIONS, griffin_lim
+from tortoise_lab.models.quantizer import KMeansQuantizer
+from tortoise_lab.models.vocoder import UnivNetGenerator
+from tortoise_lab.stages.conditioning import ConditioningLatents
+from tortoise_lab.stages.diffusion_sampler import sample
+from tortoise_lab.stages.rerank import CALM_TOKEN
+from tortoise_lab.stages.sampling import codes_until_stop
+from tortoise_lab.stages.timing import StageTimer
+
+__all__ = ["END_CODES", "CALM_RUN_TO_TRIM", "fix_autoregressive_output", "trim_at_calm", "diffusion_frames",
+           "codebook_audio", "DiffusionVocoder", "CodebookGriffinLim"]
+
+END_CODES = (45, 45, 248)  # what the DVAE gives for the end of zero-padded audio; ends every fixed-up row
+CALM_RUN_TO_TRIM = 8  # after more than this many calm codes in a row, the diffusion input is cut
+
+
+def fix_autoregressive_output(codes: torch.Tensor, stop_token: int) -> tuple[torch.Tensor, bool]:
+    """Upstream's fix-up of one row of sampled codes (T,): from the first stop token on, calm codes, and the last
+    three positions the DVAE's end-of-audio codes. Returns (fixed codes, whether a stop token was found)."""
+    stops = (codes == stop_token).nonzero()
+    if len(stops) == 0:
+        return codes, False
+    fixed = codes.clone()
+    fixed[int(stops[0])] = CALM_TOKEN
+    fixed[int(stops.min()):] = CALM_TOKEN
+    fixed[-len(END_CODES):] = torch.tensor(END_CODES, dtype=codes.dtype, device=codes.device)
+    return fixed, True
+
+
+def trim_at_calm(codes: torch.Tensor) -> int:
+    """How many latents to keep for diffusion: up to the code where more than CALM_RUN_TO_TRIM calm codes run."""
+    run = 0
+    for index, code in enumerate(codes.tolist()):
+        run = run + 1 if code == CALM_TOKEN else 0
+        if run > CALM_RUN_TO_TRIM:
+            return index
+    return codes.shape[-1]
+
+
+def diffusion_frames(latent_len: int) -> int:
+    """Output mel frames for a latent length: 4 mel frames per code at 22.05 kHz, re-timed to 24 kHz."""
+    return latent_len * 4 * OUTPUT_SAMPLE_RATE // INPUT_SAMPLE_RATE
+
+
+def codebook_audio(quantizer: KMeansQuantizer, codes: torch.Tensor,
+                   iterations: int = GRIFFIN_LIM_ITERATIONS) -> torch.Tensor:
+    """(L,) codes without the stop code -> (1, N) 24 kHz audio: code book mel, then Griffin-Lim."""
+    if len(codes) == 0:
+        return torch.zeros(1, 0)
+    return griffin_lim(quantizer.decode(codes.cpu()), iterations)
+
+
+class DiffusionVocoder:
+    """The official chain: AR latents -> diffusion decoder -> 100-band mel -> UnivNet."""
+
+    def __init__(self, gpt: UnifiedVoice, diffusion: DiffusionDecoder, vocoder: UnivNetGenerator):
+        self.gpt, self.diffusion, self.vocoder = gpt, diffusion, vocoder
+
+    def finish_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        rows = [fix_autoregressive_output(row, self.gpt.config.stop_mel_token) for row in codes]
+        return torch.stack([row for row, _ in rows]), all(stopped for _, stopped in rows)
+
+    @torch.no_grad()
+    def decode(self, best: torch.Tensor, text_tokens: torch.Tensor, latents: ConditioningLatents,
+               settings: Settings, generator: torch.Generator, timer: StageTimer,
+               progress: bool = False) -> list[torch.Tensor]:
+        k = best.shape[0]
+        with timer.stage("ar_latents"), autocast_context(best.device, settings.inference.half):
+            ar_latents = self.gpt.latents(latents.autoregressive.expand(k, -1), text_tokens.expand(k, -1),
+                                          best).float()  # (k, T, C)
+        wavs = []
+        for i in range(k):
+            with timer.stage("diffusion_and_vocoder"):
+                wavs.append(self.decode_one(best[i], ar_latents[i], latents, settings, generator, progress))
+        return wavs
+
+    def decode_one(self, codes: torch.Tensor, ar_latents: torch.Tensor, latents: ConditioningLatents,
+                   settings: Settings, generator: torch.Generator, progress: bool = False) -> torch.Tensor:
+        """One candidate: codes (T,), AR latents (T, C) -> waveform (1, N)."""
+        keep = trim_at_calm(codes)
+        ar_latents = ar_latents[None, :keep]  # (1, keep, C)
+        frames = diffusion_frames(ar_latents.shape[1])
+        diffusion = self.diffusion
+        conditioned = diffusion.timestep_independent(ar_latents, latents.diffusion, frames, False)
+        free = (diffusion.timestep_independent(ar_latents, latents.diffusion, frames, True)
+                if settings.cond_free else None)
+
+        def denoiser(x, timesteps, conditioning_free):
+            return diffusion(x, timesteps, free if conditioning_free else conditioned)
+
+        noise = torch.randn((1, diffusion.config.in_channels, frames), generator=generator,
+                            device=generator.device).to(ar_latents.device) * settings.diffusion_temperature
+        mel = sample(denoiser, noise, settings.diffusion_iterations, settings.sampler,
+                     cond_free_k=settings.cond_free_k if settings.cond_free else None, generator=generator,
+                     progress=progress)
+        mel = denormalize_univnet_mel(mel)[:, :, :frames]
+        return self.vocoder.inference(mel, generator=generator)[0]  # (1, N)
+
+
+class CodebookGriffinLim:
+    """The embedded chain: codes up to the stop code -> code book mel -> Griffin-Lim."""
+
+    def __init__(self, quantizer: KMeansQuantizer, stop_token: int):
+        self.quantizer, self.stop_token = quantizer, stop_token
+
+    def finish_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        return codes, bool((codes == self.stop_token).any(dim=1).all())
+
+    @torch.no_grad()
+    def decode(self, best: torch.Tensor, text_tokens: torch.Tensor, latents: ConditioningLatents,
+               settings: Settings, generator: torch.Generator, timer: StageTimer,
+               progress: bool = False) -> list[torch.Tensor]:
+        with timer.stage("diffusion_and_vocoder"):  # here: code book and Griffin-Lim
+            return [codebook_audio(self.quantizer, codes_until_stop(row, self.stop_token)[0]) for row in best]
