@@ -293,3 +293,13 @@ def test_a_short_piece_is_merged_with_its_neighbour():
     pieces = recording._plan_clips(runs, hop=1, n_samples=1400, sample_rate=100, settings=SETTINGS)
     assert len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][1] == 1400
     assert all(SETTINGS.min_clip_s * 100 <= stop - start <= SETTINGS.max_clip_s * 100 for start, stop in pieces)
+
+
+def test_non_finite_samples_are_dropped_with_the_loading_checks_reason(tmp_path):
+    """Preparation and voice loading share their checks (``recording.find_sample_problem``)."""
+    wav, rate = soundfile.read(str(SAMPLES / "hiss-white-20db.wav"), dtype="float32")
+    wav[100:110] = np.nan
+    soundfile.write(str(tmp_path / "nan.wav"), wav, rate, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"nan\.wav: non-finite: 10 of \d+ samples are NaN\)"):
+        prepare_voice(tmp_path / "nan.wav", "v", tmp_path / "voices")
+    assert not (tmp_path / "voices").exists()

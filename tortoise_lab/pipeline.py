@@ -125,6 +125,7 @@ class TextToSpeech:
         timer = StageTimer(self.device)
         decoder, option_notes = self.prepare(settings)
         notes = list(option_notes)
+        notes += [note for note in voice.notes if note not in notes]  # the voice's clip checks (voices.library)
         chunk_wavs, all_codes, all_scores = [], [], []
         with torch.no_grad(), timer.stage("total"):
             with timer.stage("conditioning"):

@@ -5,6 +5,9 @@
   ``from tortoise_lab.voices import load_voice`` is the way in.
 * ``prep``: raw recordings of one speaker -> a clean voice folder of short clips, with a report
   (``recording`` holds the signal steps for one recording, ``report`` what is recorded about them).
+  ``recording`` also holds the clip checks, made once for both: preparation drops a bad recording with them, and
+  ``load_voice`` refuses a clip that cannot be used (``ValueError``) and notes one that is usable but flawed
+  (``Voice.notes``, copied into ``Speech.notes``).
 * ``seed_search``: the seed whose output sounds most like the voice's own clips. It is handed a ``TextToSpeech``
   (the layer above), so it is imported by its own name (``tortoise_lab.voices.seed_search``), not from here.
 """

@@ -9,6 +9,12 @@ Blends: ``a&b`` joins the clips of clip voices (as upstream does: every clip cou
 when a latents-file voice takes part. ``a:0.7&b:0.3`` weights each voice's own conditioning latents (weights are
 normalised to sum to 1); clip voices and latents-file voices mix freely.
 
+Every clip is checked as it is read (``recording.check_clip``, the checks voice preparation makes too): a clip
+that is not audio, empty, holds NaN or infinite samples, is too short to condition on or is silent stops the load
+with a ``ValueError`` naming the file and what to do; one that is clipped, very quiet or shorter than ideal is
+used, and said so in ``Voice.notes`` (which the pipeline copies into ``Speech.notes``). A blend carries its parts'
+notes.
+
 Conditioning latents of clip voices are cached beside the voice (``<voice>/.latents/<key>.safetensors``), keyed by
 a hash of the clip files and of the model weights, so they are computed once; a changed clip or model gives a new
 key. Loading a voice reads files and writes nothing.
@@ -23,8 +29,9 @@ from pathlib import Path
 import torch
 
 from tortoise_lab.assets import builtin_voices_dir, data_dir
-from tortoise_lab.audio import INPUT_SAMPLE_RATE, load_audio
+from tortoise_lab.audio import INPUT_SAMPLE_RATE, AudioError, load_audio, read_audio
 from tortoise_lab.files import atomic_path
+from tortoise_lab.voices.recording import Finding, check_clip, unreadable
 
 __all__ = ["RANDOM_VOICE", "BLEND_SEPARATOR", "WEIGHT_SEPARATOR", "AUDIO_SUFFIXES", "LATENT_SUFFIXES", "CACHE_FOLDER",
            "PROJECT_VOICES", "Voice", "VoiceInfo", "user_voices_dir", "voice_dirs", "available_voices",
@@ -51,6 +58,7 @@ class Voice:
     files: list[Path] = field(default_factory=list)  # the clip files, for the latent cache's key
     folder: Path | None = None  # where the latent cache lives; None: not cached
     parts: list[tuple["Voice", float]] = field(default_factory=list)  # a blend: (voice, weight), weights sum to 1
+    notes: tuple[str, ...] = ()  # what the clip checks found wrong but usable (clipped, very quiet, short)
 
     @property
     def is_random(self) -> bool:
@@ -142,6 +150,32 @@ def read_latents_file(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return value[0], value[1]
 
 
+def _load_clip(path: Path) -> tuple[torch.Tensor, list[str]]:
+    """One voice clip, checked: ((1, N) at 22.05 kHz, as ``audio.load_audio`` gives it; notes on it).
+
+    The checks need the raw samples (``load_audio`` keeps the first channel, resamples and clamps, and warns about
+    odd samples before it), so the file is decoded once for them and once by ``load_audio``, which stays the one
+    way a clip becomes what conditioning reads. Raises ValueError, one sentence, when the clip cannot be used.
+    """
+    def unusable(finding: Finding) -> ValueError:
+        return ValueError(f"Voice clip {path} is {finding.kind}: {finding.detail}; remove it or rebuild the voice "
+                          "with `tortoise-lab voices prepare`.")
+
+    try:
+        channels, rate = read_audio(path)  # (C, N)
+    except AudioError as error:
+        raise unusable(unreadable(error)) from None
+    problem, findings = check_clip(channels.numpy(), rate)
+    if problem:
+        raise unusable(problem)
+    notes = [f"Voice clip {path} is {finding.kind}: {finding.detail}." for finding in findings]
+    return load_audio(path, INPUT_SAMPLE_RATE), notes
+
+
+def _joined_notes(voices: list[Voice]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(note for voice in voices for note in voice.notes))  # in order, each once
+
+
 def _load_one(name: str, extra_dirs) -> Voice:
     voices = available_voices(extra_dirs)
     if name not in voices:
@@ -152,8 +186,9 @@ def _load_one(name: str, extra_dirs) -> Voice:
     audio_files = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
     if not audio_files:
         return Voice(name, latents=read_latents_file(files[0]), folder=folder)
-    return Voice(name, clips=[load_audio(p, INPUT_SAMPLE_RATE) for p in audio_files], files=audio_files,
-                 folder=folder)
+    loaded = [_load_clip(p) for p in audio_files]
+    return Voice(name, clips=[clip for clip, _ in loaded], files=audio_files, folder=folder,
+                 notes=tuple(note for _, notes in loaded for note in notes))
 
 
 def parse_voice_spec(spec: str) -> list[tuple[str, float | None]]:
@@ -181,7 +216,11 @@ def parse_voice_spec(spec: str) -> list[tuple[str, float | None]]:
 
 
 def load_voice(spec: str, extra_dirs: list[str | Path] | None = None) -> Voice:
-    """Resolve a voice name, ``random``, or a blend (see the module docstring)."""
+    """Resolve a voice name, ``random``, or a blend (see the module docstring).
+
+    Raises ValueError, one sentence, for an unknown voice, a malformed blend, or a clip that cannot be used
+    (named, with what to do); what is wrong but usable in the clips is in the returned ``Voice.notes``.
+    """
     spec = spec.strip()
     if spec == RANDOM_VOICE:
         return Voice(RANDOM_VOICE)
@@ -194,10 +233,12 @@ def load_voice(spec: str, extra_dirs: list[str | Path] | None = None) -> Voice:
     voices = [_load_one(name, extra_dirs) for name in names]
     if parsed[0][1] is None and all(v.latents is None for v in voices):
         # Upstream's a&b: one voice whose clips are all the clips (each clip weighs the same).
-        return Voice(spec, clips=[c for v in voices for c in v.clips], files=[f for v in voices for f in v.files])
+        return Voice(spec, clips=[c for v in voices for c in v.clips], files=[f for v in voices for f in v.files],
+                     notes=_joined_notes(voices))
     weights = [w if w is not None else 1.0 for _, w in parsed]
     total = sum(weights)
-    return Voice(spec, parts=[(voice, weight / total) for voice, weight in zip(voices, weights)])
+    return Voice(spec, parts=[(voice, weight / total) for voice, weight in zip(voices, weights)],
+                 notes=_joined_notes(voices))
 
 
 class LatentCache:

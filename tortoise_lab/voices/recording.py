@@ -15,6 +15,10 @@ returns its clips (mono, 22.05 kHz float32) with a report. In order:
 7. each clip scaled to the same speech level (-25 dBFS RMS over its speech frames, peak at most -1 dBFS),
    with 10 ms fades at the cuts.
 
+The checks in steps 1, 2 and 4 (unreadable, empty, non-finite samples, clipped, silent) are the ones
+``voices.library.load_voice`` runs on every clip it reads: ``check_clip`` (below) adds what conditioning needs
+(long enough, not too quiet) and sorts the findings into fatal ones and notes.
+
 Choices, and why:
 * 22.05 kHz: TorToiSe loads voice clips at 22.05 kHz (``audio.INPUT_SAMPLE_RATE``) for both conditioning
   paths (the diffusion path resamples from that 22.05 kHz clip to 24 kHz itself), so a clip stored at
@@ -38,10 +42,12 @@ import numpy as np
 import torch
 
 from tortoise_lab.assets import sha256_file
-from tortoise_lab.audio import INPUT_SAMPLE_RATE, AudioError, read_audio, resample
+from tortoise_lab.audio import HOP_LENGTH, INPUT_SAMPLE_RATE, AudioError, read_audio, resample
 from tortoise_lab.voices.report import ClipReport, SourceReport
 
-__all__ = ["PrepSettings", "prepare_recording", "noise_floor_db", "clipped_fraction", "split_points"]
+__all__ = ["PrepSettings", "prepare_recording", "noise_floor_db", "clipped_fraction", "split_points", "Finding",
+           "unreadable", "find_sample_problem", "find_clipping", "find_silence", "check_clip",
+           "MIN_CONDITIONING_FRAMES", "MIN_CONDITIONING_S", "QUIET_SPEECH_DB"]
 
 SILENCE_DB = -120.0  # what the level of digital silence is reported as (instead of -inf)
 # Noise reduction: the noise profile is the frames within QUIET_ABOVE_FLOOR_DB of the noise floor, in
@@ -49,6 +55,24 @@ SILENCE_DB = -120.0  # what the level of digital silence is reported as (instead
 DENOISE_N_FFT = 1024
 QUIET_ABOVE_FLOOR_DB = 6.0
 MIN_NOISE_PROFILE_S = 0.25
+
+# The shortest clip a voice may condition on, in conditioning-mel frames (hop 256 at 22.05 kHz): 40 frames are
+# 10 240 samples, 0.46 s. Both conditioning encoders read a fixed window zero-padded past the clip's end
+# (``audio.conditioning_mel``: 517 frames, 6 s; ``audio.diffusion_conditioning_mel``: 401 frames, ~4.3 s at
+# 24 kHz), and neither masks the padding: the autoregressive encoder (``models.gpt.ConditioningEncoder``) is a
+# 1x1 convolution and self-attention over all 517 frames, whose first frame it keeps; the diffusion encoder
+# (``DiffusionDecoder.conditioning_embedding``) averages its output over the whole window, one output frame per
+# four mel frames. So a clip's say in each latent is roughly its share of the window's frames. At 40 frames that
+# is a tenth of the diffusion window (8 % of the autoregressive one), about ten of the diffusion encoder's output
+# frames, and about two syllables of speech; below it more than 90 % of what the encoders summarise is padding,
+# and the latent describes silence rather than the voice.
+MIN_CONDITIONING_FRAMES = 40
+MIN_CONDITIONING_S = MIN_CONDITIONING_FRAMES * HOP_LENGTH / INPUT_SAMPLE_RATE
+# A clip whose speech level (measured as ``_normalise`` does) is below this is very quiet: 20 dB under the level
+# voice preparation gives speech (-25 dBFS), and 11 dB under the quietest clip of the built-in and project voices
+# (-33.7 dBFS). Most of its conditioning mel sits on the mel's floor (``audio.LOG_FLOOR``): 64 % of the bins for
+# espeak speech at -45 dBFS, against 31 % at -25 dBFS.
+QUIET_SPEECH_DB = -45.0
 
 
 @dataclass(frozen=True)
@@ -273,12 +297,17 @@ def _plan_clips(runs: list[tuple[int, int]], hop: int, n_samples: int, sample_ra
     return [bounds(i, j - 1) for i, j in zip(starts, ends)]
 
 
+def _speech_level_db(wav: np.ndarray, sample_rate: int, settings: PrepSettings) -> float:
+    """A mono clip's speech level, dBFS: RMS of its frames within ``level_window_db`` of its loudest frame."""
+    hop = round(settings.hop_s * sample_rate)
+    powers = _frame_powers(wav, round(settings.frame_s * sample_rate), hop)
+    speech = powers[_to_db(powers) > _to_db(powers.max()) - settings.level_window_db]
+    return float(_to_db(speech.mean()))
+
+
 def _normalise(clip: np.ndarray, sample_rate: int, settings: PrepSettings) -> tuple[np.ndarray, float]:
     """Scale a clip so its speech frames have RMS ``speech_level_db`` (peak capped); returns (clip, gain_db)."""
-    hop = round(settings.hop_s * sample_rate)
-    powers = _frame_powers(clip, round(settings.frame_s * sample_rate), hop)
-    speech = powers[_to_db(powers) > _to_db(powers.max()) - settings.level_window_db]
-    level_db = float(_to_db(speech.mean()))
+    level_db = _speech_level_db(clip, sample_rate, settings)
     peak_db = float(_to_db(np.max(np.abs(clip)) ** 2))
     gain_db = min(settings.speech_level_db - level_db, settings.peak_ceiling_db - peak_db)
     return clip * np.float32(10 ** (gain_db / 20)), gain_db
@@ -292,6 +321,93 @@ def _fade(clip: np.ndarray, samples: int) -> np.ndarray:
     return clip
 
 
+# ------------------------------------------------------------------------- checks (preparation, loading)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something wrong with a recording or a voice clip: its kind ("silent", "clipped"...) and what was measured.
+    ``str()`` gives the report's form, ``"silent: its loudest 20 ms is at ..."``."""
+
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def unreadable(error: AudioError) -> Finding:
+    """A file ``audio.read_audio`` refused, in libsndfile's own words."""
+    return Finding("unreadable", f"not audio that libsndfile can decode ({error.reason})")
+
+
+def find_sample_problem(channels: np.ndarray) -> Finding | None:
+    """No samples at all, or NaN / infinite ones (which no later step survives): (C, N) -> the finding, or None."""
+    if channels.size == 0:
+        return Finding("empty", "the file holds no samples")
+    nan, infinite = int(np.isnan(channels).sum()), int(np.isinf(channels).sum())
+    if nan or infinite:
+        what = " or ".join(word for word, count in (("NaN", nan), ("infinite", infinite)) if count)
+        return Finding("non-finite", f"{nan + infinite} of {channels.size} samples are {what}")
+    return None
+
+
+def find_clipping(fraction: float, settings: PrepSettings = PrepSettings()) -> Finding | None:
+    """The finding for a ``clipped_fraction``; preparation drops a recording above ``clip_drop_fraction``."""
+    if fraction > settings.clip_drop_fraction:
+        return Finding("clipped", f"{100 * fraction:.2f} % of samples are cut flat at full scale (over "
+                                  f"{100 * settings.clip_drop_fraction:g} %); record again with less input gain")
+    if fraction > 0:
+        return Finding("clipped", f"{100 * fraction:.3f} % of samples are flat at full scale (voice preparation "
+                                  f"keeps recordings with at most {100 * settings.clip_drop_fraction:g} %)")
+    return None
+
+
+def find_silence(wav: np.ndarray, sample_rate: int, settings: PrepSettings = PrepSettings()) -> Finding | None:
+    """A mono recording whose loudest 20 ms frame is below ``silent_db``: it holds no usable speech."""
+    loudest_db = float(_to_db(_frame_powers(wav, round(settings.frame_s * sample_rate),
+                                            round(settings.hop_s * sample_rate)).max()))
+    if loudest_db < settings.silent_db:
+        return Finding("silent", f"its loudest 20 ms is at {loudest_db:.1f} dBFS, below {settings.silent_db:g} dBFS "
+                                 "(a muted or unplugged microphone?)")
+    return None
+
+
+def check_clip(channels: np.ndarray, sample_rate: int, settings: PrepSettings = PrepSettings()) -> tuple[
+        Finding | None, list[Finding]]:
+    """The checks a voice clip gets when a voice is loaded: (C, N) raw samples at their own rate -> (what makes
+    it unusable, or None; what is wrong but usable).
+
+    Fatal, first found: empty, non-finite samples, too short to condition on (``MIN_CONDITIONING_FRAMES``),
+    silent. Usable, each noted: clipped (any flat run at full scale), very quiet (``QUIET_SPEECH_DB``), shorter
+    than the ``min_clip_s`` voice preparation keeps. Except the sample check, they look at the first channel:
+    the one ``audio.load_audio`` keeps for conditioning.
+    """
+    problem = find_sample_problem(channels)
+    if problem:
+        return problem, []
+    wav = channels[0]  # (N,)
+    seconds = len(wav) / sample_rate
+    if seconds < MIN_CONDITIONING_S:
+        samples = f"{len(wav)} sample{'s' * (len(wav) != 1)}"
+        return Finding("too short", f"{seconds:.2f} s ({samples} at {sample_rate} Hz), under the "
+                                    f"{MIN_CONDITIONING_S:.2f} s ({MIN_CONDITIONING_FRAMES} mel frames) a voice clip "
+                                    "needs to say anything in the 6 s conditioning window"), []
+    problem = find_silence(wav, sample_rate, settings)
+    if problem:
+        return problem, []
+    clipping = find_clipping(clipped_fraction(channels[:1], settings), settings)
+    notes = [clipping] if clipping else []
+    level_db = _speech_level_db(wav, sample_rate, settings)
+    if level_db < QUIET_SPEECH_DB:
+        notes.append(Finding("very quiet", f"its speech is at {level_db:.1f} dBFS, under {QUIET_SPEECH_DB:g} dBFS "
+                                           f"(voice preparation levels speech to {settings.speech_level_db:g} dBFS)"))
+    if seconds < settings.min_clip_s:
+        notes.append(Finding("short", f"{seconds:.2f} s, under the {settings.min_clip_s:g} s voice preparation keeps "
+                                      "(most of the 6 s conditioning window is padding; clips of 6-10 s are best)"))
+    return None, notes
+
+
 # ----------------------------------------------------------------------------------------- one source
 
 
@@ -299,10 +415,7 @@ def _read(path: Path) -> tuple[np.ndarray, int, str]:
     """(C, N) float32 samples, sample rate, a one-line description. Raises AudioError for non-audio."""
     import soundfile
 
-    try:
-        channels, rate = read_audio(path)  # (C, N)
-    except AudioError as error:
-        raise AudioError(f"unreadable: not audio that libsndfile can decode ({error.reason})") from None
+    channels, rate = read_audio(path)  # (C, N)
     info = soundfile.info(str(path))  # the container and sample format, for the report
     description = f"{info.format} {info.subtype}, {rate} Hz, {info.channels} ch, {channels.shape[1] / rate:.2f} s"
     return channels.numpy(), rate, description
@@ -316,10 +429,11 @@ def prepare_recording(path: Path, denoise: bool = True, settings: PrepSettings =
     try:
         channels, rate, report.format = _read(path)
     except AudioError as error:
-        report.reason = str(error)
+        report.reason = str(unreadable(error))
         return report, []
-    if channels.shape[1] == 0:
-        report.reason = "empty: the file holds no samples"
+    problem = find_sample_problem(channels)  # empty, or NaN / infinite samples
+    if problem:
+        report.reason = str(problem)
         return report, []
 
     wav, warning = _to_mono(channels)
@@ -329,18 +443,15 @@ def prepare_recording(path: Path, denoise: bool = True, settings: PrepSettings =
     report.noise_floor_before_db = round(noise_floor_db(wav, rate_out, settings), 2)
 
     report.clipped_fraction = round(clipped_fraction(channels, settings), 6)  # on the raw samples
-    if report.clipped_fraction > settings.clip_drop_fraction:
-        report.reason = (f"clipped: {100 * report.clipped_fraction:.2f} % of samples are cut flat at full scale "
-                         f"(over {100 * settings.clip_drop_fraction:g} %); record again with less input gain")
+    clipping = find_clipping(report.clipped_fraction, settings)
+    if clipping and report.clipped_fraction > settings.clip_drop_fraction:
+        report.reason = str(clipping)
         return report, []
-    if report.clipped_fraction > 0:
-        report.warnings.append(f"clipped: {100 * report.clipped_fraction:.3f} % of samples are flat at full scale "
-                               f"(at most {100 * settings.clip_drop_fraction:g} % is kept)")
-    loudest_db = float(_to_db(_frame_powers(wav, round(settings.frame_s * rate_out),
-                                            round(settings.hop_s * rate_out)).max()))
-    if loudest_db < settings.silent_db:
-        report.reason = (f"silent: its loudest 20 ms is at {loudest_db:.1f} dBFS, below {settings.silent_db:g} "
-                         "dBFS (a muted or unplugged microphone?)")
+    if clipping:
+        report.warnings.append(str(clipping))
+    silence = find_silence(wav, rate_out, settings)
+    if silence:
+        report.reason = str(silence)
         return report, []
 
     if denoise:
