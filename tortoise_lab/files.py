@@ -3,6 +3,11 @@
 Every writer in the package goes through ``atomic_path`` (one file) or ``atomic_dir`` (a folder built whole):
 the content is written to a hidden scratch name beside the target, on the same file system, and renamed over
 the target in one step. Readers see the old file or the new one, never a part.
+
+An interruption (Ctrl-C, SIGTERM) is an exception like any other here: the scratch is removed on the way out. A
+signal handler that raises (the command line's, see ``tortoise_lab.cli``) calls ``interrupt`` instead of ``raise``,
+so the exception waits while ``hold_interruptions`` marks steps that must happen together: a commit of several renames
+(a voice folder replacing the old one; a WAV and its sidecar) and the removal of a scratch.
 """
 
 from __future__ import annotations
@@ -10,17 +15,47 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 __all__ = ["FILE_MODE", "scratch_path", "atomic_path", "atomic_dir", "write_text", "write_json", "read_json",
-           "json_text"]
+           "json_text", "hold_interruptions", "interrupt"]
 
 # Written files are meant to be shared (some writers, e.g. safetensors, create 0600 files; mkstemp does too).
 FILE_MODE = 0o644
 SCRATCH_SUFFIX = ".part"
+
+# Signals are handled in the main thread only, so only its holds count: (open holds, the interruption kept meanwhile).
+_holds = 0
+_held: list[BaseException] = []
+
+
+@contextmanager
+def hold_interruptions() -> Iterator[None]:
+    """Within the block, ``interrupt(error)`` keeps ``error`` and raises it when the outermost hold ends, so the
+    block's steps are done whole: an interruption lands before them or after them, never between."""
+    global _holds
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _holds += 1
+    try:
+        yield
+    finally:
+        _holds -= 1
+        if not _holds and _held:
+            raise _held.pop()
+
+
+def interrupt(error: BaseException) -> None:
+    """Raise ``error`` now, or, inside ``hold_interruptions``, when the hold ends: what a signal handler calls."""
+    if not _holds:
+        raise error
+    if not _held:  # the first interruption is the one reported
+        _held.append(error)
 
 
 def scratch_path(path: str | Path, tag: str = SCRATCH_SUFFIX) -> Path:
@@ -41,7 +76,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.chmod(scratch, FILE_MODE)
         os.replace(scratch, path)
     finally:
-        scratch.unlink(missing_ok=True)
+        with hold_interruptions():
+            scratch.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -59,19 +95,21 @@ def atomic_dir(target: str | Path, replace: bool = False, exists_error: type[Exc
     scratch.mkdir()
     try:
         yield scratch
-        if target.exists():
-            if not replace:
-                raise exists_error(exists_message or f"{target} already exists.")
-            os.rename(target, old)
-        try:
-            os.rename(scratch, target)
-        except BaseException:
-            if old.exists():
-                os.rename(old, target)
-            raise
+        with hold_interruptions():  # never interrupted between the two renames, with the old folder set aside
+            if target.exists():
+                if not replace:
+                    raise exists_error(exists_message or f"{target} already exists.")
+                os.rename(target, old)
+            try:
+                os.rename(scratch, target)
+            except BaseException:
+                if old.exists():
+                    os.rename(old, target)
+                raise
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        with hold_interruptions():
+            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text(path: str | Path, text: str) -> Path:

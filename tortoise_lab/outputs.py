@@ -14,7 +14,7 @@ import torch
 
 from tortoise_lab import __version__
 from tortoise_lab.audio import read_audio, save_audio
-from tortoise_lab.files import atomic_path, write_json
+from tortoise_lab.files import atomic_path, hold_interruptions, write_json
 
 __all__ = ["SIDECAR_SUFFIX", "sidecar_path", "candidate_path", "file_stem", "sidecar", "save_with_sidecar",
            "save_speech", "save_debug_state", "load_wav"]
@@ -58,10 +58,11 @@ def save_with_sidecar(wav_path: str | Path, wav: torch.Tensor, sample_rate: int,
     """Save a (1, N) waveform and its JSON sidecar, each atomically.
 
     The sidecar is staged first and renamed after the WAV, so a failure while writing either leaves neither
-    (only a crash between the two renames can leave a WAV without its sidecar, which ``read`` redoes).
+    (only a crash between the two renames can leave a WAV without its sidecar, which ``read`` redoes; an
+    interruption waits until both are in place).
     """
     wav_path = Path(wav_path)
-    with atomic_path(sidecar_path(wav_path)) as staged:
+    with hold_interruptions(), atomic_path(sidecar_path(wav_path)) as staged:
         write_json(staged, {**metadata, "wav": wav_path.name})
         save_audio(wav_path, wav, sample_rate)
     return wav_path
