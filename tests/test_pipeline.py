@@ -137,9 +137,24 @@ def test_empty_or_unpronounceable_text(tts, voice, text):
         tts.tts(text, voice=voice, preset="ultra_fast", seed=1, **FAST)
 
 
-def test_text_too_long_for_the_model_says_to_split(tts, voice):
-    with pytest.raises(ValueError, match="split it"):
-        tts.tts("word " * 30, voice=voice, preset="ultra_fast", seed=1, **FAST)
+def test_text_too_long_for_the_model_is_split_to_fit_unless_the_user_chose_the_lengths(tts, voice):
+    limit = tts.models.max_text_tokens
+    speech = tts.tts("word " * 30, voice=voice, preset="ultra_fast", seed=1, **FAST)  # 60 tokens, limit 40
+    assert len(speech.chunks) > 1 and all(len(tts.tokenizer.model_ids(c)) <= limit for c in speech.chunks)
+    assert " ".join(speech.chunks).split() == ["word"] * 30  # no text lost
+    assert any(f"limit of {limit - 1} text tokens" in note for note in speech.notes)
+    with pytest.raises(ValueError, match="split it"):  # lengths the user chose are theirs: refused, not changed
+        tts.tts("word " * 30, voice=voice, preset="ultra_fast", seed=1, text_split=(200, 300), **FAST)
+
+
+def test_a_preset_value_beyond_the_model_is_clamped_and_noted_but_a_chosen_one_is_refused(tts, voice):
+    limit = tts.models.max_mel_tokens
+    speech = tts.tts("Hi.", voice=voice, preset="ultra_fast", seed=1, num_autoregressive_samples=2,
+                     diffusion_iterations=2)  # the preset asks for 500 codes
+    assert speech.settings["max_mel_tokens"] == limit and speech.codes[0].shape[1] <= limit
+    assert any(f"max_mel_tokens is {limit}" in note for note in speech.notes)
+    with pytest.raises(ValueError, match=f"use at most {limit}"):
+        tts.tts("Hi.", voice=voice, preset="ultra_fast", seed=1, max_mel_tokens=limit + 1)
 
 
 def test_fix_up_matches_upstreams_rule():

@@ -1,4 +1,4 @@
-"""Clips are checked when a voice is loaded (``recording.check_clip``, the checks voice preparation makes too).
+"""Clips are checked when a voice is loaded (``measure.check_clip``, the checks voice preparation makes too).
 
 A clip that cannot be used (not audio, empty, NaN samples, too short, silent) stops every command that loads the
 voice with one sentence naming the file, exit 2 and no traceback, and nothing is written; a clip that is clipped,
@@ -18,7 +18,7 @@ import torch
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, load_audio
 from tortoise_lab.cli import main
 from tortoise_lab.voices import PROJECT_VOICES, load_voice
-from tortoise_lab.voices.recording import MIN_CONDITIONING_FRAMES, QUIET_SPEECH_DB, check_clip
+from tortoise_lab.voices.measure import MIN_CONDITIONING_FRAMES, QUIET_SPEECH_DB, check_clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

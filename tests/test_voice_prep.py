@@ -296,7 +296,7 @@ def test_a_short_piece_is_merged_with_its_neighbour():
 
 
 def test_non_finite_samples_are_dropped_with_the_loading_checks_reason(tmp_path):
-    """Preparation and voice loading share their checks (``recording.find_sample_problem``)."""
+    """Preparation and voice loading share their checks (``measure.find_sample_problem``)."""
     wav, rate = soundfile.read(str(SAMPLES / "hiss-white-20db.wav"), dtype="float32")
     wav[100:110] = np.nan
     soundfile.write(str(tmp_path / "nan.wav"), wav, rate, subtype="FLOAT")

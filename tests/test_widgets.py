@@ -60,7 +60,10 @@ def test_a_result_fills_the_player_spectrogram_bar_and_status(first):
     assert first.progress.value == first.progress.max == len(STAGES) and first.progress.bar_style == "success"
     assert not first.button.disabled
     assert speech.model in first.status.value and "seed 5" in first.status.value
-    assert "in " in first.status.value and "Note" not in first.status.value  # timings, and nothing to explain
+    assert "in " in first.status.value  # timings
+    # The only thing to explain: the preset's 500 codes are more than the embedded model draws (it draws 300).
+    assert speech.notes == [n for n in speech.notes if "max_mel_tokens is 300" in n] and len(speech.notes) == 1
+    assert "max_mel_tokens is 300" in first.status.value
 
 
 def test_same_choices_same_audio_and_cpu_only_options_say_why(tts, first):

@@ -108,20 +108,24 @@ class Settings:
     redact: bool = True  # cut [bracketed] text out of the audio (needs an aligner)
     latent_cache: bool = True  # reuse a clip voice's conditioning latents saved beside it
     inference: InferenceOptions = field(default_factory=InferenceOptions)
+    # The names the user chose (not the preset's or the defaults): a model set clamps the others to what it can
+    # do, and refuses these when they are beyond it. Not part of the record (``to_dict``).
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """Every name ``from_preset`` and ``replace`` take: the settings and the inference options."""
-        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "inference") + _OPTION_NAMES
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("inference", "explicit")) + _OPTION_NAMES
 
     @classmethod
     def from_preset(cls, preset: str = "fast", **overrides) -> "Settings":
+        """The preset's settings, then ``overrides`` (the user's choices: marked ``explicit``)."""
         values = {**preset_settings(preset), "preset": preset}
-        return cls().replace(**values).replace(**overrides)
+        return cls().replace(explicit=False, **values).replace(**overrides)
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, explicit: bool = True, **changes) -> "Settings":
         """A validated copy with ``changes`` (None leaves a setting as it is, except the ones None means
-        something for: batch_size, text_split and device)."""
+        something for: batch_size, text_split and device). ``explicit``: the changes are the user's choices."""
         unknown = sorted(set(changes) - set(self.names()))
         if unknown:
             raise ValueError(f"Unknown setting {unknown[0]!r}. Available: {', '.join(sorted(self.names()))}.")
@@ -129,7 +133,9 @@ class Settings:
         options = {k: changes.pop(k) for k in list(changes) if k in _OPTION_NAMES}
         if isinstance(changes.get("text_split"), list):
             changes["text_split"] = tuple(changes["text_split"])
-        settings = dataclasses.replace(self, **changes, inference=dataclasses.replace(self.inference, **options))
+        chosen = self.explicit | (frozenset(changes) | frozenset(options) if explicit else frozenset())
+        settings = dataclasses.replace(self, **changes, inference=dataclasses.replace(self.inference, **options),
+                                       explicit=chosen)
         settings.validate()
         return settings
 
@@ -167,4 +173,5 @@ class Settings:
         """Flat: every name ``names()`` lists, as the sidecars record them."""
         values = dataclasses.asdict(self)
         options = values.pop("inference")
+        del values["explicit"]
         return {**values, **options}

@@ -20,6 +20,7 @@ from torch import nn
 
 from tortoise_lab.assets import find_weights
 from tortoise_lab.checkpoints import FORMATS, load_weights
+from tortoise_lab.config import Settings
 from tortoise_lab.device import choose_device
 from tortoise_lab.stages.decode import CodebookGriffinLim, DiffusionVocoder
 from tortoise_lab.stages.rerank import ClvpRanker, LikelihoodRanker
@@ -70,7 +71,6 @@ class ModelSet:
     ranker: ClvpRanker | LikelihoodRanker | None = None  # scores sampled code rows (stages/rerank.py)
     decoder: DiffusionVocoder | CodebookGriffinLim | None = None  # chosen rows -> audio (stages/decode.py)
     quirks: SamplingQuirks = UPSTREAM_QUIRKS  # what its sampling reproduces of upstream's generate()
-    clamps_length: bool = False  # asked for more codes than it can draw: True stops at its limit, False refuses
     has_random_voice: bool = True  # whether it has the random-latent generators (the "random" voice)
     _cvvp: CVVP | None = field(default=None, repr=False)
     _rlg: tuple[RandomLatentConverter, RandomLatentConverter] | None = field(default=None, repr=False)
@@ -87,11 +87,24 @@ class ModelSet:
         """The most codes its AR model draws for one text."""
         return self.gpt.config.max_mel_tokens
 
-    def check_length(self, max_mel_tokens: int) -> None:
-        """ValueError when a set that refuses over-long requests is asked for more codes than it can draw."""
-        limit = self.gpt.config.mel_positions
-        if not self.clamps_length and max_mel_tokens > limit:
-            raise ValueError(f"max_mel_tokens {max_mel_tokens} is more than this model can draw; use at most {limit}.")
+    @property
+    def max_text_tokens(self) -> int:
+        """The most text tokens its AR model takes, upstream's trailing 0 included."""
+        return self.gpt.config.max_text_tokens
+
+    def fit(self, settings: Settings) -> tuple[Settings, list[str]]:
+        """``settings`` within what this set can do, and a note for each change. A default (the preset's) beyond a
+        limit is clamped to it; a value the user chose (``settings.explicit``) is refused: ValueError, one
+        sentence naming the setting and the limit."""
+        limit = self.max_mel_tokens
+        if settings.max_mel_tokens <= limit:
+            return settings, []
+        if "max_mel_tokens" in settings.explicit:
+            raise ValueError(f"max_mel_tokens {settings.max_mel_tokens} is more than this model can draw; "
+                             f"use at most {limit}.")
+        note = (f"This model draws at most {limit} codes, so max_mel_tokens is {limit} (the preset asks for "
+                f"{settings.max_mel_tokens}).")
+        return settings.replace(max_mel_tokens=limit, explicit=False), [note]
 
     @property
     def cvvp(self) -> CVVP:
@@ -225,8 +238,7 @@ def embedded_models(folder: str | Path | None = None, device: str | torch.device
         gpt=gpt, diffusion=None, clvp=None, vocoder=None,
         _cvvp_loader=unavailable("CVVP model"), _rlg_loader=unavailable("random-voice generator"),
         quantizer=quantizer, ranker=LikelihoodRanker(gpt),
-        decoder=CodebookGriffinLim(quantizer, gpt.config.stop_mel_token), quirks=NO_QUIRKS, clamps_length=True,
-        has_random_voice=False,
+        decoder=CodebookGriffinLim(quantizer, gpt.config.stop_mel_token), quirks=NO_QUIRKS, has_random_voice=False,
     ).to(device)
 
 

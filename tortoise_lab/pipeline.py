@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tortoise_lab import __version__
-from tortoise_lab.config import OUTPUT_SAMPLE_RATE, InferenceOptions, Settings, draw_seed
+from tortoise_lab.config import OUTPUT_SAMPLE_RATE, TEXT_SPLIT_MAX, InferenceOptions, Settings, draw_seed
 from tortoise_lab.device import choose_device
 from tortoise_lab.model_set import ModelSet
 from tortoise_lab.stages.conditioning import voice_latents
@@ -25,7 +25,7 @@ from tortoise_lab.stages.redaction import parse_redactions
 from tortoise_lab.stages.rerank import best_rows
 from tortoise_lab.stages.sampling import PreparedDecoder, prepare_decoder, sample_codes
 from tortoise_lab.stages.timing import StageTimer
-from tortoise_lab.text import Tokenizer, chunk_text, clean_text
+from tortoise_lab.text import Tokenizer, clean_text, fit_chunks
 from tortoise_lab.voices import Voice
 
 __all__ = ["Speech", "TextToSpeech", "SAMPLE_RATE"]
@@ -96,6 +96,17 @@ class TextToSpeech:
                              f"split it (--text-split) or use `tortoise-lab read`.")
         return ids[None].to(self.device)
 
+    def chunks(self, text: str, settings: Settings, marker: str | None = None) -> tuple[list[str], list[str]]:
+        """The chunks ``text`` is spoken in (``text.fit_chunks``: each within the model's text limit unless the user
+        chose the lengths), and a note when the default lengths had to shrink for this model."""
+        limit = self.models.max_text_tokens
+        chunks, lengths = fit_chunks(text, settings.text_split,
+                                     lambda chunk: len(self.tokenizer.model_ids(chunk)) <= limit, marker)
+        if lengths is None:
+            return chunks, []
+        return chunks, [f"The text was split into {len(chunks)} chunks of at most {lengths[1]} characters (not the "
+                        f"default {TEXT_SPLIT_MAX}) to fit this model's limit of {limit - 1} text tokens."]
+
     def prepare(self, settings: Settings) -> tuple[PreparedDecoder, list[str]]:
         """Build, once per option set, what ``settings`` runs with: the AR decoder with its speed-ups (KV cache,
         half, DeepSpeed, compile, int8) and the ranker's int8 copy. Returns the decoder and one sentence per
@@ -117,14 +128,16 @@ class TextToSpeech:
         seed = draw_seed(seed)
         if settings.inference.device is not None and choose_device(settings.inference.device) != self.device:
             self.models.to(choose_device(settings.inference.device))
-        chunks = chunk_text(text, settings.text_split)
+        settings, notes = self.models.fit(settings)
+        chunks, chunk_notes = self.chunks(text, settings)
+        notes += chunk_notes
         if settings.redact:  # unbalanced brackets fail now, not after minutes of sampling
             for piece in [text, *chunks]:
                 parse_redactions(piece)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         timer = StageTimer(self.device)
         decoder, option_notes = self.prepare(settings)
-        notes = list(option_notes)
+        notes += [note for note in option_notes if note not in notes]
         notes += [note for note in voice.notes if note not in notes]  # the voice's clip checks (voices.library)
         chunk_wavs, all_codes, all_scores = [], [], []
         with torch.no_grad(), timer.stage("total"):
@@ -147,8 +160,7 @@ class TextToSpeech:
         models = self.models
         text_tokens = self.text_tokens(chunk)
         with timer.stage("autoregressive"):
-            codes = sample_codes(decoder, latents.autoregressive, text_tokens, settings,
-                                 min(settings.max_mel_tokens, models.max_mel_tokens), models.quirks, generator,
+            codes = sample_codes(decoder, latents.autoregressive, text_tokens, settings, models.quirks, generator,
                                  self.progress)
         codes, all_stopped = models.decoder.finish_codes(codes)
         if not all_stopped and not any("stop token" in n for n in notes):

@@ -25,7 +25,7 @@ from tortoise_lab.files import json_text, read_json, write_json
 from tortoise_lab.outputs import candidate_path, file_stem, load_wav, save_speech, save_with_sidecar, sidecar_path
 from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.stages.redaction import parse_redactions
-from tortoise_lab.text import CHUNK_MARKER, chunk_text
+from tortoise_lab.text import CHUNK_MARKER
 from tortoise_lab.voices import load_voice
 
 __all__ = ["MANIFEST_NAME", "COMBINED_STEM", "read_chunks", "check_chunks", "read_folder", "parse_indices",
@@ -35,9 +35,10 @@ MANIFEST_NAME = "manifest.json"
 COMBINED_STEM = "combined"
 
 
-def read_chunks(text: str, text_split: tuple[int, int] | None = None) -> list[str]:
-    """The chunks ``read`` synthesises one by one: split at '|' if the text has any, else by ``split_text``."""
-    return chunk_text(text, text_split, marker=CHUNK_MARKER)
+def read_chunks(tts: TextToSpeech, text: str, settings: Settings) -> tuple[list[str], list[str]]:
+    """The chunks ``read`` synthesises one by one: split at '|' if the text has any, else by ``split_text`` at
+    lengths that fit the model (``TextToSpeech.chunks``); and notes on what was shortened to fit."""
+    return tts.chunks(text, settings, marker=CHUNK_MARKER)
 
 
 def check_chunks(tts: TextToSpeech, chunks: list[str], settings: Settings) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import inflect
 import torch
@@ -28,6 +29,7 @@ __all__ = [
     "split_text",
     "CHUNK_MARKER",
     "chunk_text",
+    "fit_chunks",
 ]
 
 # ----------------------------------------------------------------------------------------------- cleaning
@@ -185,6 +187,7 @@ class Tokenizer:
 # characters: aim for pieces about this long, and never longer than the max (upstream read.py's lengths)
 DESIRED_PIECE_LENGTH, MAX_PIECE_LENGTH = TEXT_SPLIT_DESIRED, TEXT_SPLIT_MAX
 CHUNK_MARKER = "|"  # read: an explicit chunk boundary in a text file (as upstream's read.py honoured it)
+SHORTEST_FITTED_CHUNK = 20  # characters: fit_chunks shortens the default lengths no further than this
 _SENTENCE_ENDS = "!?\n"  # always end a sentence ("." only when a space or the end follows)
 _BACKTRACK_STOPS = "!?.\n "  # where a forced split may fall when no sentence has ended yet
 _SMART_QUOTES = re.compile(r"[“”]")
@@ -314,3 +317,24 @@ def chunk_text(text: str, text_split: tuple[int, int] | None = None, marker: str
     if text_split is None and len(text) <= maximum:
         return [text]
     return [chunk for chunk in split_text(text, desired, maximum) if chunk.strip()] or [text]
+
+
+def fit_chunks(text: str, text_split: tuple[int, int] | None, fits: Callable[[str], bool],
+               marker: str | None = None) -> tuple[list[str], tuple[int, int] | None]:
+    """``chunk_text``, with the default lengths shortened (by a quarter at a time) until every chunk ``fits`` the
+    model. Returns (chunks, the (desired, max) lengths used when they are not the defaults, else None).
+
+    Lengths the user gave (``text_split``) and chunks cut at a marker are kept as they are: a chunk of theirs that
+    does not fit is for the caller to refuse.
+    """
+    chunks = chunk_text(text, text_split, marker)
+    if text_split is not None or (marker is not None and marker in text) or all(fits(c) for c in chunks):
+        return chunks, None
+    desired, maximum = TEXT_SPLIT_DESIRED, TEXT_SPLIT_MAX
+    while maximum > SHORTEST_FITTED_CHUNK:
+        maximum = max(SHORTEST_FITTED_CHUNK, maximum * 3 // 4)
+        desired = max(1, min(desired, maximum * 2 // 3))
+        chunks = chunk_text(text, (desired, maximum), marker)
+        if all(fits(c) for c in chunks):
+            break
+    return chunks, (desired, maximum)

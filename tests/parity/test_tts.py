@@ -25,6 +25,10 @@ RUNS = [
     dict(name="clips_guided", voice="clips", tts_seed=11, batch_size=2, settings=dict(SETTINGS, cond_free=True)),
     dict(name="random_plain", voice="random", tts_seed=12, batch_size=4, settings=dict(SETTINGS, cond_free=False)),
 ]
+# A deliberate difference: with a batch size that does not divide the samples, upstream draws only
+# samples // batch_size batches (here 4 of 6); we draw all of them, so the chosen take can differ.
+UNEVEN = dict(name="uneven_batches", voice="random", tts_seed=13, batch_size=4,
+              settings=dict(SETTINGS, num_autoregressive_samples=6, cond_free=False))
 
 
 def upstream_kwargs() -> dict:
@@ -48,7 +52,7 @@ def clips():
 
 @pytest.fixture(scope="module")
 def runs(reference, clips):
-    outputs, work = reference.run("ref_tts.py", {**upstream_kwargs(), "seed": 3, "runs": [dict(r, text=TEXT) for r in RUNS]},
+    outputs, work = reference.run("ref_tts.py", {**upstream_kwargs(), "seed": 3, "runs": [dict(r, text=TEXT) for r in [*RUNS, UNEVEN]]},
                                   {f"clip_{i}": clip for i, clip in enumerate(clips)})
     tts = TextToSpeech(official_models(work, size=SIZE), progress=False)
     return tts, outputs
@@ -62,9 +66,20 @@ def test_tts_matches_upstream(runs, clips, run, kv_cache):
     speech = tts.tts(TEXT, voice=voice, preset="fast", seed=run["tts_seed"], batch_size=run["batch_size"],
                      kv_cache=kv_cache, **run["settings"])
     assert torch.equal(speech.codes[0], reference_outputs[f"{run['name']}_codes"])  # sampling, fix-up, ranking
+    # The batch size divides the samples: both draw every one of them.
+    samples = run["settings"]["num_autoregressive_samples"]
+    assert int(reference_outputs[f"{run['name']}_drawn"]) == speech.scores[0].shape[0] == samples
     expected = reference_outputs[f"{run['name']}_wav"]
     assert speech.wav.shape == expected.shape
     # fp32 differences of ~1e-6 in the AR latents (and, with clips, of up to 5e-5 in the UnivNet conditioning
     # mel: torch.stft vs upstream's DFT) pass through the diffusion chain into the audio, in [-1, 1].
     tolerance = 1e-4 if run["voice"] == "random" else 2e-4  # measured: 4.7e-5 and 5.3e-5
     torch.testing.assert_close(speech.wav, expected, rtol=0, atol=tolerance)
+
+
+def test_upstream_drops_the_last_partial_batch_and_we_do_not(runs):
+    tts, reference_outputs = runs
+    speech = tts.tts(TEXT, voice=Voice("random"), preset="fast", seed=UNEVEN["tts_seed"],
+                     batch_size=UNEVEN["batch_size"], **UNEVEN["settings"])
+    assert int(reference_outputs["uneven_batches_drawn"]) == 4  # 6 // 4 = 1 batch of 4
+    assert speech.scores[0].shape[0] == 6  # ours: a batch of 4, then one of 2

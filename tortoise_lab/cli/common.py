@@ -118,7 +118,7 @@ def settings_from_args(args: argparse.Namespace, **replace) -> Settings:
 
 def voice_specs(args: argparse.Namespace) -> list[str]:
     """-v as a list of voice specs (names, a&b blends), ``all`` expanded; unknown names are a CliError."""
-    from tortoise_lab.voices import BLEND_SEPARATOR, RANDOM_VOICE, available_voices, load_voice
+    from tortoise_lab.voices import RANDOM_VOICE, available_voices, parse_voice_spec
 
     known = available_voices(args.voices_dir)
     specs: list[str] = []
@@ -131,9 +131,12 @@ def voice_specs(args: argparse.Namespace) -> list[str]:
         raise CliError("no voice given; pass a name, a blend like tom&emma, several separated by commas, or all.")
     listed = ", ".join([RANDOM_VOICE, *sorted(known)])
     for spec in specs:
-        names = [name.strip() for name in spec.split(BLEND_SEPARATOR)]
-        if not all(names) or (RANDOM_VOICE in names and len(names) > 1):
-            load_voice(spec, args.voices_dir)  # raises the one-sentence ValueError for a malformed blend
+        try:
+            names = [name for name, _ in parse_voice_spec(spec)]  # a blend's names, weights taken off
+        except ValueError as error:
+            raise CliError(str(error)) from None
+        if RANDOM_VOICE in names and len(names) > 1:
+            raise CliError("the random voice cannot be blended; pick named voices for a blend.")
         for name in names:
             if name != RANDOM_VOICE and name not in known:
                 raise CliError(f"unknown voice {name!r}; available: {listed} (or {ALL_VOICES}).")
@@ -159,7 +162,7 @@ def open_models(args: argparse.Namespace, device, specs: list[str], settings: Se
         say(args, f"The {chosen.name} model has no random voice: using the voice {chosen.default_voice!r}.")
         specs = [chosen.default_voice if spec == RANDOM_VOICE else spec for spec in specs]
     try:
-        chosen.models.check_length(settings.max_mel_tokens)
+        chosen.models.fit(settings)  # a value the user typed beyond the model's limits fails now, before any work
     except ValueError as error:
         raise CliError(flag_names(str(error))) from None
     return chosen.models, specs

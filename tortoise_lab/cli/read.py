@@ -54,14 +54,15 @@ def cmd_read(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, device=str(device))
     if not text.strip():
         raise CliError(f"{args.textfile} is empty; there is nothing to read.")
-    chunks = read_chunks(text, settings.text_split)
-    regenerate = _regenerate(args, chunks)
     models, specs = open_models(args, device, voice_specs(args), settings)
     words = tokenizer()
     check_pronounceable(text, words)
     tts = TextToSpeech(models, tokenizer=words, progress=not args.quiet)
+    chunks, fit_notes = read_chunks(tts, text, settings)
+    regenerate = _regenerate(args, chunks)
     check_chunks(tts, chunks, settings)
     fallback_seed, noted = draw_seed(args.seed), set()
+    print_notes(fit_notes, noted)
     for spec in specs:
         result = read_voice(tts, args.textfile, chunks, spec, settings, args.output_path, args.seed, fallback_seed,
                             args.command, args.voices_dir, regenerate, args.skip_existing,

@@ -325,16 +325,15 @@ def prepare_decoder(model: UnifiedVoice, options: InferenceOptions) -> tuple[Pre
 
 
 def sample_codes(decoder: PreparedDecoder, cond_latent: torch.Tensor, text_tokens: torch.Tensor, settings: Settings,
-                 max_tokens: int, quirks: SamplingQuirks, generator: torch.Generator,
-                 progress: bool = False) -> torch.Tensor:
-    """Draw ``settings.num_autoregressive_samples`` code rows, (N, max_tokens), in batches of ``settings.batch``
-    (the last may be smaller). cond_latent: (1, C); text_tokens: (1, T)."""
+                 quirks: SamplingQuirks, generator: torch.Generator, progress: bool = False) -> torch.Tensor:
+    """Draw ``settings.num_autoregressive_samples`` code rows, (N, settings.max_mel_tokens), in batches of
+    ``settings.batch`` (the last may be smaller). cond_latent: (1, C); text_tokens: (1, T)."""
     total, batch = settings.num_autoregressive_samples, settings.batch
     rows = []
     for start in tqdm(range(0, total, batch), desc="autoregressive", disable=not progress, leave=False):
         size = min(batch, total - start)
         rows.append(decoder.generate(
-            cond_latent.expand(size, -1), text_tokens.expand(size, -1), max_tokens, greedy=False,
+            cond_latent.expand(size, -1), text_tokens.expand(size, -1), settings.max_mel_tokens, greedy=False,
             temperature=settings.temperature, top_p=settings.top_p, top_k=quirks.top_k,
             repetition_penalty=settings.repetition_penalty, always_penalized=quirks.always_penalized,
             generator=generator))

@@ -9,7 +9,7 @@ Blends: ``a&b`` joins the clips of clip voices (as upstream does: every clip cou
 when a latents-file voice takes part. ``a:0.7&b:0.3`` weights each voice's own conditioning latents (weights are
 normalised to sum to 1); clip voices and latents-file voices mix freely.
 
-Every clip is checked as it is read (``recording.check_clip``, the checks voice preparation makes too): a clip
+Every clip is checked as it is read (``measure.check_clip``, the checks voice preparation makes too): a clip
 that is not audio, empty, holds NaN or infinite samples, is too short to condition on or is silent stops the load
 with a ``ValueError`` naming the file and what to do; one that is clipped, very quiet or shorter than ideal is
 used, and said so in ``Voice.notes`` (which the pipeline copies into ``Speech.notes``). A blend carries its parts'
@@ -31,7 +31,7 @@ import torch
 from tortoise_lab.assets import builtin_voices_dir, data_dir
 from tortoise_lab.audio import INPUT_SAMPLE_RATE, AudioError, load_audio, read_audio
 from tortoise_lab.files import atomic_path
-from tortoise_lab.voices.recording import Finding, check_clip, unreadable
+from tortoise_lab.voices.measure import Finding, check_clip, unreadable
 
 __all__ = ["RANDOM_VOICE", "BLEND_SEPARATOR", "WEIGHT_SEPARATOR", "AUDIO_SUFFIXES", "LATENT_SUFFIXES", "CACHE_FOLDER",
            "PROJECT_VOICES", "Voice", "VoiceInfo", "user_voices_dir", "voice_dirs", "available_voices",

@@ -19,8 +19,8 @@ import torch
 from tortoise_lab.audio import save_audio
 from tortoise_lab.files import atomic_dir, write_text
 from tortoise_lab.voices.library import AUDIO_SUFFIXES, BLEND_SEPARATOR, RANDOM_VOICE
-from tortoise_lab.voices.recording import (PrepSettings, clipped_fraction, noise_floor_db, prepare_recording,
-                                           split_points)
+from tortoise_lab.voices.measure import PrepSettings, clipped_fraction, noise_floor_db
+from tortoise_lab.voices.recording import prepare_recording, split_points
 from tortoise_lab.voices.report import ClipReport, PrepReport, SourceReport
 
 __all__ = ["VoiceExistsError", "PrepSettings", "ClipReport", "SourceReport", "PrepReport", "prepare_voice",

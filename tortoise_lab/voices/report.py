@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tortoise_lab.voices.recording import PrepSettings
+    from tortoise_lab.voices.measure import PrepSettings
 
 __all__ = ["ClipReport", "SourceReport", "PrepReport"]
 

@@ -4,8 +4,8 @@ args: {"gpt", "diffusion", "clvp", "cvvp", "vocoder": constructor kwargs; "seed"
        "runs": [{"name", "text", "voice": "clips" | "random", "tts_seed", "settings": {...tts kwargs},
                  "batch_size"}]}
 inputs: clip_0, clip_1, ... (1, N) at 22.05 kHz (each shorter than 6 s)
-writes: official-style .pth files of every model; outputs: <name>_wav and <name>_codes (the chosen
-        candidates' fixed-up codes) per run
+writes: official-style .pth files of every model; outputs: <name>_wav, <name>_codes (the chosen
+        candidates' fixed-up codes) and <name>_drawn (how many AR samples it drew) per run
 """
 
 import torch
@@ -65,12 +65,27 @@ def recording_forward(*a, **kw):
 
 gpt.forward = recording_forward
 
+# Count the AR samples drawn: upstream runs num_autoregressive_samples // batch_size batches.
+drawn = {"rows": 0}
+plain_inference = gpt.inference_speech
+
+
+def counting_inference(*a, **kw):
+    codes = plain_inference(*a, **kw)
+    drawn["rows"] += codes.shape[0]
+    return codes
+
+
+gpt.inference_speech = counting_inference
+
 outputs = {}
 for run in args["runs"]:
     tts.autoregressive_batch_size = run["batch_size"]
+    drawn["rows"] = 0
     voice = clips if run["voice"] == "clips" else None
     wav = tts.tts(run["text"], voice_samples=voice, k=1, verbose=False, use_deterministic_seed=run["tts_seed"],
                   **run["settings"])
     outputs[f"{run['name']}_wav"] = wav.reshape(1, -1)
     outputs[f"{run['name']}_codes"] = chosen.pop("codes")
+    outputs[f"{run['name']}_drawn"] = torch.tensor([drawn["rows"]])
 write_outputs(outputs)
