@@ -156,3 +156,20 @@ def test_the_readme_layout_names_every_module():
         if shown not in section:
             missing.append(str(relative))
     assert not missing, f"README layout section does not name: {missing}"
+
+
+def test_every_test_the_readme_names_exists():
+    """The README cites tests as `tests/FILE.py` or `tests/FILE.py::name` (`::other` continues the last file)."""
+    readme = (REPO / "README.md").read_text()
+    missing, last = [], None
+    for file, name in re.findall(r"`(tests/[\w/]+\.py|)(?:::(\w+))?`", readme):
+        if not file and not name:
+            continue
+        file = file or last
+        last = file
+        path = REPO / file
+        if not path.is_file():
+            missing.append(file)
+        elif name and not re.search(rf"^def {name}\b", path.read_text(), re.MULTILINE):
+            missing.append(f"{file}::{name}")
+    assert not missing, missing

@@ -66,11 +66,24 @@ def test_every_sampler_gives_audio(tts, voice, sampler):
     assert speech.wav.abs().max() <= 1
 
 
-def test_k_candidates_best_first(tts, voice):
-    speech = speak(tts, voice, num_autoregressive_samples=4, candidates=3)
+def test_k_candidates_are_the_best_scored_rows_best_first(tts, voice, monkeypatch):
+    seen = {}
+    score = tts.models.ranker.score
+
+    def recording_score(codes, *args):  # keep every sampled row and its score, as the ranker saw them
+        seen["codes"], seen["scores"] = codes.clone(), score(codes, *args)
+        return seen["scores"]
+
+    monkeypatch.setattr(tts.models.ranker, "score", recording_score)
+    speech = speak(tts, voice, num_autoregressive_samples=6, candidates=3)
     assert len(speech.candidates) == 3 and torch.equal(speech.candidates[0], speech.wav)
-    best = torch.topk(speech.scores[0], 3).values
-    assert torch.all(best[:-1] >= best[1:])
+    assert torch.equal(speech.scores[0], seen["scores"].cpu())
+    rows = [next(i for i, row in enumerate(seen["codes"]) if torch.equal(row.cpu(), chosen))
+            for chosen in speech.codes[0]]  # which sampled row each candidate came from
+    chosen_scores = seen["scores"][rows]
+    others = [s for i, s in enumerate(seen["scores"].tolist()) if i not in rows]
+    assert chosen_scores.tolist() == sorted(chosen_scores.tolist(), reverse=True)  # best first
+    assert min(chosen_scores.tolist()) >= max(others)  # no unchosen row scored higher than a chosen one
 
 
 def test_long_text_is_split_and_joined(tts, voice):
@@ -212,7 +225,21 @@ def test_redaction_uses_the_aligner(voice):
     assert cut == ["[I am] here."] and redacted.wav.shape[-1] == whole.wav.shape[-1] // 2
 
 
-def test_int8_on_cpu_runs_and_is_recorded(tts, voice):
-    speech = speak(tts, voice, int8=True)
-    assert speech.wav.numel() > 0 and speech.settings["int8"] is True
+def test_int8_on_cpu_runs_int8_layers_in_the_decoder_and_clvp(tts, voice):
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    settings = Settings.from_preset("ultra_fast", int8=True, **FAST)
+    decoder, _ = tts.prepare(settings)
+    calls = {"decoder": 0, "clvp": 0}
+    int8_layers = {"decoder": [m for m in decoder.model.modules() if isinstance(m, DynamicInt8Linear)],
+                   "clvp": [m for m in tts.models.ranker._model(settings.inference, tts.device).modules()
+                            if isinstance(m, DynamicInt8Linear)]}
+    for part, layers in int8_layers.items():
+        assert layers, f"no int8 layers in the {part}"
+        for layer in layers:
+            layer.register_forward_hook(lambda *a, part=part: calls.__setitem__(part, calls[part] + 1))
+    speech = tts.tts("Hello there, friend.", voice=voice, seed=7, settings=settings)
+    assert calls["decoder"] > 0 and calls["clvp"] > 0  # the quantized copies did the work
+    assert decoder.used["int8"] and speech.settings["int8"] is True
     assert not any("int8" in n for n in speech.notes)  # it is used on CPU, so nothing to explain
+    assert not any(isinstance(m, DynamicInt8Linear) for m in tts.models.gpt.modules())  # the original is untouched
