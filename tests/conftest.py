@@ -11,6 +11,11 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The unit and parity tests mean the CPU (bit-exact comparisons, CPU-only options): an unset device choice is the
+# CPU for them, on a GPU machine too (tortoise_lab.device reads this). Tests meant for CUDA ask for it by name, and
+# the notebooks pass their own DEVICE parameter.
+os.environ.setdefault("TORTOISE_LAB_DEVICE", "cpu")
 REF_SCRIPTS = Path(__file__).resolve().parent / "parity" / "ref"
 
 

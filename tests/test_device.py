@@ -16,6 +16,12 @@ def see(monkeypatch, cuda: bool, mps: bool) -> None:
     monkeypatch.setattr(device_module, "_mps_available", lambda: mps)
 
 
+@pytest.fixture(autouse=True)
+def unpinned(monkeypatch):
+    """The suite pins unset choices to the CPU (tests/conftest.py); these tests look at the choice itself."""
+    monkeypatch.delenv(device_module.DEVICE_VARIABLE, raising=False)
+
+
 def test_cpu_is_always_there():
     assert choose_device("cpu") == torch.device("cpu")
     assert choose_device(" CPU ") == torch.device("cpu")
@@ -26,6 +32,17 @@ def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
     see(monkeypatch, cuda, mps)
     assert choose_device(None) == torch.device(expected)
     assert choose_device("auto") == torch.device(expected)
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_an_unset_choice_follows_the_environment_variable(monkeypatch, cuda):
+    see(monkeypatch, cuda=cuda, mps=False)
+    monkeypatch.setenv(device_module.DEVICE_VARIABLE, "cpu")
+    assert choose_device(None) == torch.device("cpu")  # pinned, whatever is present
+    assert choose_device("auto") == torch.device("cuda" if cuda else "cpu")  # asked for by name: not pinned
+    monkeypatch.setenv(device_module.DEVICE_VARIABLE, "tpu")
+    with pytest.raises(ValueError, match="choose one of"):
+        choose_device(None)
 
 
 def test_auto_on_this_machine_is_a_real_device():

@@ -1,17 +1,21 @@
 """Which torch device to run on: the one asked for, checked, or the best one present.
 
 Validation happens here, at the boundary, so a missing GPU is one clear sentence instead of a CUDA stack trace
-halfway through synthesis.
+halfway through synthesis. Unset, the choice is ``$TORTOISE_LAB_DEVICE`` when set (a notebook server or a test
+run pinned to one device), else "auto".
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-__all__ = ["DEVICE_CHOICES", "AUTO_PREFERENCE", "choose_device"]
+__all__ = ["DEVICE_CHOICES", "AUTO_PREFERENCE", "DEVICE_VARIABLE", "choose_device"]
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")  # "cuda:N" selects one GPU of several
 AUTO_PREFERENCE = ("cuda", "mps", "cpu")  # fastest first for TorToiSe's workload
+DEVICE_VARIABLE = "TORTOISE_LAB_DEVICE"  # the device an unset choice means (default: auto)
 
 
 def _mps_available() -> bool:
@@ -28,11 +32,14 @@ def _is_available(kind: str) -> bool:
 
 
 def choose_device(requested: str | None = None) -> torch.device:
-    """The torch.device for ``requested`` ("cuda", "cuda:N", "mps", "cpu"; None or "auto" picks cuda, mps, cpu).
+    """The torch.device for ``requested`` ("cuda", "cuda:N", "mps", "cpu"; "auto" picks cuda, mps, cpu; None
+    is ``$TORTOISE_LAB_DEVICE`` when set, else auto).
 
     Raises ValueError, in one sentence, for an unknown name or a device torch cannot see.
     """
-    name = "auto" if requested is None else requested.strip().lower()
+    if requested is None:
+        requested = os.environ.get(DEVICE_VARIABLE) or "auto"
+    name = requested.strip().lower()
     if name == "auto":
         return torch.device(next(kind for kind in AUTO_PREFERENCE if _is_available(kind)))
 

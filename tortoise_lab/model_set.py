@@ -133,8 +133,9 @@ class ModelSet:
         names = ["gpt", "diffusion", "clvp", "vocoder"]
         return names + (["cvvp"] if self._cvvp is not None else []) + (["random_latents"] if self._rlg else [])
 
-    def to(self, device: torch.device) -> "ModelSet":
-        self.device = torch.device(device)
+    def to(self, device: str | torch.device | None = None) -> "ModelSet":
+        """Move every loaded network to ``device`` (None: ``device.choose_device``'s choice)."""
+        self.device = choose_device(None if device is None else str(device))
         for module in (self.gpt, self.diffusion, self.clvp, self.vocoder, self._cvvp, *(self._rlg or ())):
             if module is not None:
                 module.to(self.device)
@@ -145,7 +146,7 @@ def _eval(module: nn.Module) -> nn.Module:
     return module.eval().requires_grad_(False)
 
 
-def official_models(models_dir: str | Path | None = None, device: str | torch.device = "cpu",
+def official_models(models_dir: str | Path | None = None, device: str | torch.device | None = None,
                     size: str = "tortoise-v2") -> ModelSet:
     """Load the official checkpoints (strict keys, weights-only). Raises ``WeightsMissing`` naming what to get.
 
@@ -195,7 +196,7 @@ def embedded_available(folder: str | Path | None = None) -> bool:
     return (Path(folder or EMBEDDED_DIR) / "config.json").is_file()
 
 
-def embedded_models(folder: str | Path | None = None, device: str | torch.device = "cpu") -> ModelSet:
+def embedded_models(folder: str | Path | None = None, device: str | torch.device | None = None) -> ModelSet:
     """The small model shipped inside the package (see ``tortoise_lab.train``): its AR model and code book, each
     file checked against the sha256 in its manifest."""
     import json
@@ -255,7 +256,7 @@ def _random_latent_configs(gpt: UnifiedVoice, diffusion: DiffusionDecoder) -> tu
     return RandomLatentConfig(gpt.config.model_dim), RandomLatentConfig(2 * diffusion.config.model_channels)
 
 
-def random_models(size: str = "tiny", seed: int = 0, device: str | torch.device = "cpu") -> ModelSet:
+def random_models(size: str = "tiny", seed: int = 0, device: str | torch.device | None = None) -> ModelSet:
     """The whole stack at ``size`` with seeded random weights: every command works, the audio is noise."""
     torch.manual_seed(seed)  # module initialisers draw from the global generator; seed it for repeatable weights
     gpt = _eval(UnifiedVoice(GPTConfig.from_name(size)))
@@ -323,7 +324,7 @@ def resolve_models(choice: str = "auto", models_dir: str | Path | None = None, d
     """
     if choice not in MODEL_CHOICES:
         raise ValueError(f"Unknown model {choice!r}. Available: {', '.join(MODEL_CHOICES)}.")
-    device = choose_device(device if device is None else str(device))
+    device = choose_device(None if device is None else str(device))
     if choice == "tiny":
         return ModelChoice("tiny", random_models("tiny", seed=TINY_WEIGHTS_SEED, device=device),
                            "Using random tiny weights: the audio is noise, not speech (for trying the pipeline).")

@@ -49,11 +49,12 @@ class NotebookModels(ModelChoice):
         return TextToSpeech(self.models, progress=progress)
 
 
-def choose_models(test_mode: bool = False, models_dir: str | None = None, device: str = "cpu",
+def choose_models(test_mode: bool = False, models_dir: str | None = None, device: str | None = None,
                   size: str = "tortoise-v2") -> NotebookModels:
     """Test mode: the embedded model. Otherwise ``model_set.resolve_models("auto")``: the official weights when all
     are present, else the embedded model, with a message that says how to get the official ones. (``size``: files
-    in the official format at another size, for tests.)"""
+    in the official format at another size, for tests.) ``device``: None or "auto" is the best one present
+    (``device.choose_device``)."""
     chosen = resolve_models("embedded" if test_mode else "auto", models_dir, device, size=size)
     message = f"Test mode ({TEST_MODE_VARIABLE}=1): using {EMBEDDED_DESCRIPTION}." if test_mode else chosen.message
     return NotebookModels(chosen.name, chosen.models, message)
@@ -74,6 +75,7 @@ def environment_report(models_dir: str | None = None) -> list[tuple[str, str]]:
     rows += [(package, _version(package)) for package in PACKAGES]
     rows.append(("cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"))
     rows.append(("device chosen by --device auto", str(choose_device("auto"))))
+    rows.append(("device an unset choice means", str(choose_device(None))))
     rows.append(("torch threads", str(torch.get_num_threads())))
     try:
         assets.data_file("tokenizer.json", fetch=False)

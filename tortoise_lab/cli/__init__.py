@@ -167,14 +167,12 @@ def _signals_stop() -> Iterator[None]:
 
 
 def _run(argv: list[str]) -> int:
-    if argv[:1] == ["train"]:  # the training command has its own parser; hand it every argument, --help too
-        from tortoise_lab.train.__main__ import main as train_main
-
-        return train_main(argv[1:])
     try:
+        if argv[:1] == ["train"]:  # the training command has its own parser; hand it every argument, --help too
+            return tools.run_train(argv[1:])
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed
-        return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
+        return 0 if stop.code is None else stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     args.command = ["tortoise-lab", *argv]
     try:
         return args.run(args)
