@@ -243,3 +243,29 @@ def test_int8_on_cpu_runs_int8_layers_in_the_decoder_and_clvp(tts, voice):
     assert decoder.used["int8"] and speech.settings["int8"] is True
     assert not any("int8" in n for n in speech.notes)  # it is used on CPU, so nothing to explain
     assert not any(isinstance(m, DynamicInt8Linear) for m in tts.models.gpt.modules())  # the original is untouched
+
+
+def test_a_prepared_decoder_that_went_stale_is_built_again(tts, monkeypatch):
+    """DeepSpeed keeps one model's state per process: after another DeepSpeed decoder is built, an older one
+    refuses to run. Toggling options back and forth (as the playground invites) must rebuild it, not fail."""
+    from tortoise_lab import pipeline as pipeline_module
+
+    built, stale = [], set()
+
+    class Prepared:
+        def __init__(self, options):
+            self.options = options
+            built.append(options)
+
+        def is_stale(self):
+            return id(self) in stale
+
+    monkeypatch.setattr(pipeline_module, "prepare_decoder", lambda gpt, options: (Prepared(options), []))
+    fast = Settings.from_preset("ultra_fast", deepspeed=True)
+    halved = fast.replace(half=True)
+    first, _ = tts.prepare(fast)
+    assert tts.prepare(fast)[0] is first and len(built) == 1  # cached while it can run
+    tts.prepare(halved)
+    stale.add(id(first))  # what building the second DeepSpeed decoder does to the first
+    again, _ = tts.prepare(fast)
+    assert again is not first and again.options == fast.inference and len(built) == 3

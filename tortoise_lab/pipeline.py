@@ -112,7 +112,7 @@ class TextToSpeech:
         half, DeepSpeed, compile, int8) and the ranker's int8 copy. Returns the decoder and one sentence per
         option asked for but not used. ``tts`` calls it; call it first to keep the building out of a timing."""
         options = settings.inference
-        if options not in self._decoders:
+        if options not in self._decoders or self._decoders[options][0].is_stale():  # options toggled back and forth
             self._decoders[options] = prepare_decoder(self.models.gpt, options)
         self.models.ranker.prepare(options, self.device)
         return self._decoders[options]

@@ -200,12 +200,16 @@ class DeepSpeedDecoder(nn.Module):
     def cache_shape(self) -> tuple[int, int] | None:
         return self._cache_shape
 
-    def _check_current(self) -> None:
+    def is_current(self) -> bool:
+        """Whether DeepSpeed's process-wide state is still this decoder's (no other DeepSpeed model built since)."""
         from deepspeed.model_implementations.transformers.ds_transformer import DeepSpeedTransformerInference
         from deepspeed.ops.transformer.inference.ds_attention import DeepSpeedSelfAttention
 
-        if (DeepSpeedTransformerInference.workspace is not self._workspace
-                or DeepSpeedSelfAttention.num_layers != len(self.layers)):
+        return (DeepSpeedTransformerInference.workspace is self._workspace
+                and DeepSpeedSelfAttention.num_layers == len(self.layers))
+
+    def _check_current(self) -> None:
+        if not self.is_current():
             raise RuntimeError("Another DeepSpeed model was built after this DeepSpeedDecoder, and DeepSpeed keeps "
                                "one model's state per process; build this decoder again to use it.")
 

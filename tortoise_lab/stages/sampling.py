@@ -247,6 +247,11 @@ class PreparedDecoder:
             return generate_codes(self.model, cond_latent, text_tokens, max_mel_tokens, kv_cache=self.kv_cache,
                                   decode_step=self.decode_step, **sampling)
 
+    def is_stale(self) -> bool:
+        """True when it can no longer run: a DeepSpeed decoder after another DeepSpeed model was built (DeepSpeed
+        keeps one model's state per process). Build it again then."""
+        return isinstance(self.model, DeepSpeedDecoder) and not self.model.is_current()
+
     def _attach_caches(self, batch: int, text_len: int, max_mel_tokens: int) -> None:
         slots = self.model.prompt_length(text_len) + max_mel_tokens - 1
         if self.compiled:
