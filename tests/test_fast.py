@@ -173,13 +173,18 @@ def deepspeed_reference_ops(monkeypatch):
     With no compiled kernel module, every DeepSpeed op binding falls back to its own torch implementation
     (an AttributeError on the module selects it). Those fallbacks compute the same math as the CUDA kernels,
     except GELU (exact erf, where the kernels use the tanh form GPT-2 uses), so our side uses exact GELU too.
-    This checks the weight mapping, the layer config and the prompt/step protocol; not the kernels.
+    This checks the weight mapping, the layer config and the prompt/step protocol; not the kernels. DeepSpeed's
+    accelerator is pinned to the CPU, where our model is: on a GPU machine it would build the layers' weights on
+    CUDA (``get_accelerator().current_device_name()``).
     """
+    import deepspeed.accelerator.real_accelerator as real_accelerator
+    from deepspeed.accelerator.cpu_accelerator import CPU_Accelerator
     from deepspeed.model_implementations.transformers.ds_transformer import DeepSpeedTransformerInference
     from deepspeed.ops.transformer.inference.ds_attention import DeepSpeedSelfAttention
     from deepspeed.ops.transformer.inference.op_binding.base import BaseOp
     from deepspeed.ops.transformer.inference.op_binding.workspace import InferenceContext
 
+    monkeypatch.setattr(real_accelerator, "ds_accelerator", CPU_Accelerator())
     monkeypatch.setattr(BaseOp, "inference_module", types.SimpleNamespace())
     monkeypatch.setattr(DeepSpeedTransformerInference, "workspace", None)
     monkeypatch.setattr(DeepSpeedTransformerInference, "layer_id", 0)
