@@ -86,3 +86,24 @@ def test_option_sweep_compares_every_configuration_with_the_first(embedded_tts):
 def test_option_sweep_names_the_configurations_on_a_typo(embedded_tts):
     with pytest.raises(ValueError, match="Unknown configuration 'kv-cache'. Available: baseline"):
         option_sweep(embedded_tts, "Hi.", load_voice("espeak_us_m3"), ("kv-cache",), "ultra_fast", seed=1)
+
+
+def test_audio_checks_tell_speech_from_silence_noise_and_a_cut_take(tmp_path):
+    import subprocess
+
+    import soundfile
+
+    from tortoise_lab.audio import load_audio
+    from tortoise_lab.workspace import audio_checks
+
+    text = "The quick brown fox jumps over the lazy dog."
+    subprocess.run(["espeak-ng", "-w", str(tmp_path / "s.wav"), text], check=True)
+    speech = load_audio(tmp_path / "s.wav", 24_000)
+    assert audio_checks(speech, text, 24_000) == {"audible": True, "speech band": True, "duration fits the text": True}
+    silence = torch.zeros_like(speech)
+    assert not audio_checks(silence, text, 24_000)["audible"]
+    noise = 0.1 * torch.randn(speech.shape, generator=torch.Generator().manual_seed(0))
+    assert audio_checks(noise, text, 24_000)["audible"] and not audio_checks(noise, text, 24_000)["speech band"]
+    cut = speech[:, : speech.shape[-1] // 8]
+    assert not audio_checks(cut, text, 24_000)["duration fits the text"]
+    assert soundfile.info(str(tmp_path / "s.wav")).frames > 0

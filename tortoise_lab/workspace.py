@@ -23,7 +23,7 @@ from tortoise_lab.pipeline import Speech, TextToSpeech
 
 __all__ = ["TEST_MODE_VARIABLE", "test_mode", "NotebookModels", "choose_models", "environment_report",
            "markdown_table", "audio_player", "preset_tour", "preset_rows", "PRESET_HEADERS", "option_sweep",
-           "sweep_rows", "SWEEP_HEADERS", "EMBEDDED_VOICE", "OFFICIAL_VOICE"]
+           "sweep_rows", "SWEEP_HEADERS", "EMBEDDED_VOICE", "OFFICIAL_VOICE", "audio_checks"]
 
 TEST_MODE_VARIABLE = "TORTOISE_LAB_TEST_MODE"
 EMBEDDED_VOICE = EMBEDDED_DEFAULT_VOICE  # the voice the embedded model speaks in when none is given
@@ -185,3 +185,34 @@ def sweep_rows(records: list[dict]) -> list[tuple]:
                      "yes" if r["codes_equal_to_baseline"] else "no", number(versus.get("mcd_db")),
                      number(versus.get("snr_db"), 1), "; ".join(r["notes"]) or "–"))
     return rows
+
+
+# What the notebooks' checked cells assert about the audio they made, so that nbval fails when synthesis breaks
+# (a silent vocoder, a truncated take, noise) and not only when a printed shape changes.
+AUDIBLE_DBFS = -45.0  # speech RMS above this (prepared voices sit near -25 dBFS; digital silence is -inf)
+SPEECH_BAND_HZ = (80.0, 4_000.0)  # where voiced speech has most of its energy
+SPEECH_BAND_SHARE = 0.6  # speech puts more than this share of its energy there; white noise to 12 kHz about 0.33
+CHARACTERS_PER_SECOND = (4.0, 40.0)  # any speaker reads between these rates (espeak-ng's default: about 14)
+PAUSES_S = 2.0  # silence a take may add before and after the words (a short text is mostly pause)
+
+
+def audio_checks(speech_or_wav: Speech | torch.Tensor, text: str | None = None,
+                 sample_rate: int | None = None) -> dict[str, bool]:
+    """{"audible", "speech band", "duration fits the text"}: whether a result sounds like speech at all: loud
+    enough, its energy where speech has it, and as long as the text needs (checked only with ``text``)."""
+    if isinstance(speech_or_wav, Speech):
+        wav, sample_rate, text = speech_or_wav.wav, speech_or_wav.sample_rate, text or speech_or_wav.text
+    else:
+        wav = speech_or_wav
+    wav = wav.reshape(-1).float()
+    rms_db = 20 * torch.log10(wav.pow(2).mean().sqrt().clamp_min(1e-10))
+    power = torch.fft.rfft(wav).abs().pow(2)
+    freqs = torch.fft.rfftfreq(wav.numel(), 1 / sample_rate)
+    band = (freqs >= SPEECH_BAND_HZ[0]) & (freqs <= SPEECH_BAND_HZ[1])
+    share = float(power[band].sum() / power.sum().clamp_min(1e-20))
+    checks = {"audible": bool(rms_db > AUDIBLE_DBFS), "speech band": share > SPEECH_BAND_SHARE}
+    if text is not None:
+        seconds, characters = wav.numel() / sample_rate, len(text.strip())
+        slow, fast = CHARACTERS_PER_SECOND
+        checks["duration fits the text"] = characters / fast <= seconds <= characters / slow + PAUSES_S
+    return checks
