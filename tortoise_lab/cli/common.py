@@ -4,12 +4,14 @@ API's inputs (settings, voice specs, the model set). No synthesis happens here."
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from tortoise_lab.config import DEFAULT_BATCH_SIZE, PRESETS, SAMPLERS, Settings
+from tortoise_lab.config import DEFAULT_BATCH_SIZE, PRESETS, SAMPLERS, SEED_RANGE, Settings
 from tortoise_lab.model_set import MODEL_CHOICES
 
 EXIT_FAILED = 1
@@ -28,25 +30,45 @@ PLAYERS = (
     ("afplay", ()),
 )
 
+
+def finite_float(value: str) -> float:
+    """argparse type: a float but not nan or inf (inf passes range checks and ruins the audio; JSON has neither)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}")
+    return number
+
+
+def seed_value(value: str) -> int:
+    """argparse type: a seed from the range ``draw_seed`` draws from (which every torch.Generator accepts)."""
+    seed = int(value) if value.strip().isdigit() else -1  # no sign: negative seeds are refused too
+    if not 0 <= seed < SEED_RANGE:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {SEED_RANGE - 1}, got {value!r}")
+    return seed
+
+
 # Tuning flags: (flag, type, metavar, help). Unset, each takes the preset's value.
 TUNING_OPTIONS = (
     ("--num-autoregressive-samples", int, "N",
      "how many code sequences the autoregressive model draws for CLVP to rank; more gives better odds of a "
      "good take and takes longer"),
-    ("--temperature", float, "T", "softmax temperature of the autoregressive sampling (greater than 0)"),
-    ("--length-penalty", float, "X",
+    ("--temperature", finite_float, "T", "softmax temperature of the autoregressive sampling (greater than 0)"),
+    ("--length-penalty", finite_float, "X",
      "kept for upstream compatibility: it only affects beam search, which sampling never uses"),
-    ("--repetition-penalty", float, "X",
+    ("--repetition-penalty", finite_float, "X",
      "penalty on codes already drawn; higher means fewer long silences and 'uhhh's (greater than 0)"),
-    ("--top-p", float, "P", "nucleus sampling: draw only from the likeliest codes whose probabilities sum to P "
-     "(0 < P <= 1; lower is safer and duller)"),
+    ("--top-p", finite_float, "P", "nucleus sampling: draw only from the likeliest codes whose probabilities sum "
+     "to P (0 < P <= 1; lower is safer and duller)"),
     ("--max-mel-tokens", int, "N", "the longest speech to draw, in codes (20 codes per second of audio)"),
-    ("--cvvp-amount", float, "X",
+    ("--cvvp-amount", finite_float, "X",
      "weight of the CVVP voice-similarity score in the ranking, 0 to 1 (above 0 needs cvvp.pth)"),
     ("--diffusion-iterations", int, "N", "diffusion steps: more refine the audio further and take longer"),
-    ("--cond-free-k", float, "K",
+    ("--cond-free-k", finite_float, "K",
      "strength of conditioning-free guidance: output = (1 + K) * conditioned - K * unconditioned"),
-    ("--diffusion-temperature", float, "T",
+    ("--diffusion-temperature", finite_float, "T",
      "scale of the diffusion's starting noise (0 gives the mean prediction, which sounds smeared)"),
 )
 # Flags whose value goes to Settings under the flag's own name (dashes -> underscores).
@@ -66,7 +88,7 @@ class CliError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one sentence on stderr (exit 2) instead of the usage block."""
 
-    def error(self, message: str):
+    def error(self, message: str):  # also lent to the training command's plain parsers (tools.run_train)
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see `{self.prog} --help`).\n")
 
 
@@ -116,10 +138,43 @@ def settings_from_args(args: argparse.Namespace, **replace) -> Settings:
         raise CliError(flag_names(str(error))) from None
 
 
+def _in_the_way(folder: Path) -> str | None:
+    """Why nothing can be written into ``folder``: a file at or above it, or its nearest folder unwritable; or None."""
+    for place in (folder, *folder.parents):
+        if os.path.lexists(place):
+            if not place.is_dir():
+                return f"{place} is a file"
+            return None if os.access(place, os.W_OK | os.X_OK) else f"{place} is not writable"
+    return None
+
+
+def check_output_folder(path: str | Path, flag: str) -> None:
+    """CliError before any work, not at the first write, when ``path`` cannot be a folder to write into."""
+    problem = _in_the_way(Path(path))
+    if problem:
+        raise CliError(f"{flag} {path} cannot be written: {problem}; give another folder.")
+
+
+def check_output_file(path: str | Path, flag: str) -> None:
+    """CliError before any work when ``path`` cannot be written as a file: it is a folder, or its folder can't be."""
+    path = Path(path)
+    problem = f"{path} is a folder" if path.is_dir() else _in_the_way(path.parent)
+    if problem:
+        raise CliError(f"{flag} {path} cannot be written: {problem}; give another path.")
+
+
+def check_voice_dirs(dirs: list[str] | None) -> None:
+    """Every -V/--voices-dir names an existing folder (one that is not would be skipped silently otherwise)."""
+    for folder in dirs or []:
+        if not Path(folder).expanduser().is_dir():
+            raise CliError(f"no voices folder at {folder} (-V/--voices-dir); give a folder of voice folders.")
+
+
 def voice_specs(args: argparse.Namespace) -> list[str]:
     """-v as a list of voice specs (names, a&b blends), ``all`` expanded; unknown names are a CliError."""
     from tortoise_lab.voices import RANDOM_VOICE, available_voices, parse_voice_spec
 
+    check_voice_dirs(args.voices_dir)
     known = available_voices(args.voices_dir)
     specs: list[str] = []
     for item in (part.strip() for part in args.voice.split(VOICE_LIST_SEPARATOR)):
@@ -292,8 +347,9 @@ def _add_voice_options(parser: argparse.ArgumentParser, verb: str) -> None:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     flag = argparse.BooleanOptionalAction
     run = parser.add_argument_group("model and run")
-    run.add_argument("--seed", type=int, default=None, help="random seed; the same seed and settings give the "
-                                                            "same audio (default: drawn, and printed)")
+    run.add_argument("--seed", type=seed_value, default=None,
+                     help=f"random seed, 0 to {SEED_RANGE - 1}; the same seed and settings give the same audio "
+                          "(default: drawn, and printed)")
     run.add_argument("--models-dir", default=None, metavar="DIR",
                      help="folder holding the official .pth files (default: $TORTOISE_LAB_MODELS_DIR, else the "
                           "huggingface_hub cache)")

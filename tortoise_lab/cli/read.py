@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tortoise_lab.cli.common import (CliError, add_synthesis_options, check_pronounceable,
+from tortoise_lab.cli.common import (CliError, add_synthesis_options, check_output_folder, check_pronounceable,
                                      list_voices, open_models, play, print_notes, read_text_file, say,
                                      settings_from_args, tokenizer, voice_specs)
 
@@ -44,6 +44,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     from tortoise_lab.device import choose_device
     from tortoise_lab.pipeline import TextToSpeech
     from tortoise_lab.reading import MANIFEST_NAME, check_chunks, read_chunks, read_voice
+    from tortoise_lab.voices import load_voice
 
     if args.list_voices:
         return list_voices(args)
@@ -54,6 +55,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, device=str(device))
     if not text.strip():
         raise CliError(f"{args.textfile} is empty; there is nothing to read.")
+    check_output_folder(args.output_path, "-O/--output-dir")
     models, specs = open_models(args, device, voice_specs(args), settings)
     words = tokenizer()
     check_pronounceable(text, words)
@@ -61,6 +63,8 @@ def cmd_read(args: argparse.Namespace) -> int:
     chunks, fit_notes = read_chunks(tts, text, settings)
     regenerate = _regenerate(args, chunks)
     check_chunks(tts, chunks, settings)
+    for spec in specs:  # every voice's clips are checked now, not after the first voice's hour of audio
+        load_voice(spec, args.voices_dir)
     fallback_seed, noted = draw_seed(args.seed), set()
     print_notes(fit_notes, noted)
     for spec in specs:

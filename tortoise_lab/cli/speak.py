@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from tortoise_lab.cli.common import (CliError, add_synthesis_options, check_pronounceable,
-                                     list_voices, open_models, play, print_notes, read_text_file, say,
-                                     settings_from_args, tokenizer, voice_specs)
+from tortoise_lab.cli.common import (CliError, add_synthesis_options, check_output_file, check_output_folder,
+                                     check_pronounceable, list_voices, open_models, play, print_notes,
+                                     read_text_file, say, settings_from_args, tokenizer, voice_specs)
 
 SPEAK_EXAMPLES = """examples:
   tortoise-lab speak "Hello, how are you?" -v tom -o hello.wav
@@ -60,7 +60,9 @@ def speak_text(args: argparse.Namespace) -> str:
 def _check_audio_suffix(path: Path) -> None:
     import soundfile
 
-    if path.suffix.lstrip(".").upper() not in soundfile.available_formats():
+    fmt = path.suffix.lstrip(".").upper()
+    # RAW is a format libsndfile lists but cannot write without a sample encoding chosen for it.
+    if fmt not in soundfile.available_formats() or soundfile.default_subtype(fmt) is None:
         raise CliError(f"cannot write audio to {path}: give it a .wav (or .flac, .ogg) name.")
 
 
@@ -82,12 +84,16 @@ def cmd_speak(args: argparse.Namespace) -> int:
             raise CliError("-o/--output names one file, so it takes one voice and one candidate; "
                            "use -O/--output-dir for several.")
         _check_audio_suffix(Path(args.output))
+        check_output_file(args.output, "-o/--output")
+    else:
+        check_output_folder(args.output_path, "-O/--output-dir")
     models, specs = open_models(args, device, specs, settings)
     words = tokenizer()
     check_pronounceable(text, words)
+    voices = [load_voice(spec, args.voices_dir) for spec in specs]  # a bad clip in any voice stops us before audio
     tts = TextToSpeech(models, tokenizer=words, progress=not args.quiet)
     seed, noted, played = draw_seed(args.seed), set(), []
-    for number, spec in enumerate(specs, start=1):
+    for number, (spec, voice) in enumerate(zip(specs, voices), start=1):
         best = Path(args.output) if args.output else Path(args.output_path) / f"{file_stem(spec)}.wav"
         wanted = [candidate_path(best, k) for k in range(settings.candidates)]
         if args.skip_existing and all(p.is_file() and sidecar_path(p).is_file() for p in wanted):
@@ -95,7 +101,7 @@ def cmd_speak(args: argparse.Namespace) -> int:
             played.append(best)
             continue
         say(args, f"Speaking as {spec} ({number} of {len(specs)})...")
-        speech = tts.tts(text, voice=load_voice(spec, args.voices_dir), seed=seed, settings=settings)
+        speech = tts.tts(text, voice=voice, seed=seed, settings=settings)
         paths = save_speech(best, speech, device, args.command, args.produce_debug_state)
         if args.produce_debug_state:
             say(args, f"  debug state: {best.with_name(best.stem + '.debug.safetensors')} (+ .json)")

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from tortoise_lab import assets
-from tortoise_lab.cli.common import EXIT_FAILED, EXIT_NEEDS_FETCH, CliError, fail
+from tortoise_lab.cli.common import (EXIT_FAILED, EXIT_NEEDS_FETCH, CliError, Parser, check_output_file,
+                                     check_output_folder, fail, note, seed_value)
 
 BENCH_EXAMPLES = """examples:
   tortoise-lab bench --quick --against-reference --out-dir bench-quick   # smoke test, a minute or two
@@ -16,8 +17,8 @@ BENCH_EXAMPLES = """examples:
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
-    try:
-        where = assets.fetch_assets(sdist=args.sdist, force=args.force)
+    try:  # an archive the user names is checked and unpacked even where the assets are present already
+        where = assets.fetch_assets(sdist=args.sdist, force=args.force or args.sdist is not None)
     except assets.AssetError as error:
         return fail(str(error), EXIT_NEEDS_FETCH)
     print(f"official assets (tokenizer, mel norms, built-in voices) are in {where}")
@@ -25,6 +26,8 @@ def cmd_assets(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    if args.models_dir:
+        check_output_folder(args.models_dir, "--models-dir")
     try:
         paths = assets.download_weights(args.files or None, models_dir=args.models_dir, progress=not args.quiet)
     except assets.AssetError as error:
@@ -35,12 +38,20 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def _config_list(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected configuration names like kv_cache,int8, got {value!r}")
+    return names
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from tortoise_lab.tools.bench import DEFAULT_CONFIGS, run_benchmark
 
+    for path, flag in ((args.out_dir, "--out-dir"), (args.weights_dir, "--weights-dir")):
+        if path is not None:
+            check_output_folder(path, flag)
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     try:
         records = run_benchmark(quick=args.quick, against_reference=args.against_reference,
                                 max_mel_tokens=args.max_mel_tokens, preset=args.preset, repeats=args.repeats,
@@ -56,16 +67,52 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_plot_suffix(path: str) -> None:
+    from matplotlib.figure import Figure
+
+    kinds = Figure().canvas.get_supported_filetypes()
+    if Path(path).suffix.lstrip(".").lower() not in kinds:
+        raise CliError(f"cannot save a plot as {path}: give it a .png (or .svg, .pdf) name.")
+
+
+def _comparable(path: str, wav) -> None:
+    """CliError for audio the measures cannot take: NaN samples, or fewer than one spectrum frame's worth."""
+    from tortoise_lab.audio import N_FFT
+    from tortoise_lab.config import OUTPUT_SAMPLE_RATE
+    from tortoise_lab.voices.measure import find_sample_problem
+
+    problem = find_sample_problem(wav.numpy())
+    if problem is not None:
+        raise CliError(f"{path} cannot be compared: {problem.detail}.")
+    shortest = N_FFT // 2 + 1  # the spectra's centred frames reflect-pad half a window on each side
+    if wav.shape[-1] < shortest:
+        raise CliError(f"{path} is too short to compare: one spectrum frame needs {shortest} samples at "
+                       f"{OUTPUT_SAMPLE_RATE} Hz and it has {wav.shape[-1]}.")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
+    import warnings
+
     from tortoise_lab.audio import load_audio
     from tortoise_lab.config import OUTPUT_SAMPLE_RATE
     from tortoise_lab.files import write_json
     from tortoise_lab.tools.compare import compare_waveforms, plot_comparison
 
-    try:
-        a, b = (load_audio(path, OUTPUT_SAMPLE_RATE) for path in (args.a, args.b))
-    except (FileNotFoundError, ValueError) as error:
-        raise CliError(str(error)) from None
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.plot:
+        check_output_file(args.plot, "--plot")
+        _check_plot_suffix(args.plot)
+    with warnings.catch_warnings(record=True) as caught:  # "looks wrong" warnings: notes, after the checks below
+        warnings.simplefilter("always")
+        try:
+            a, b = (load_audio(path, OUTPUT_SAMPLE_RATE) for path in (args.a, args.b))
+        except (FileNotFoundError, ValueError) as error:
+            raise CliError(str(error)) from None
+    _comparable(args.a, a)
+    _comparable(args.b, b)
+    for warning in caught:
+        note(str(warning.message))
     values = compare_waveforms(a, b).to_dict()
     for name, value in values.items():
         print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
@@ -103,6 +150,20 @@ def add_parsers(verbs) -> None:
     compare.set_defaults(run=cmd_compare)
 
 
+def run_train(argv: list[str]) -> int:
+    """``tortoise-lab train ARGS``: ``python -m tortoise_lab.train ARGS``, its usage errors one sentence as ours are
+    (its parsers are plain argparse: train/ knows nothing of the CLI). --help and usage errors raise SystemExit,
+    which ``main`` turns into the exit code."""
+    from tortoise_lab.train.__main__ import main as train_main
+
+    plain_error = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = Parser.error  # for this call only
+    try:
+        return train_main(argv)
+    finally:
+        argparse.ArgumentParser.error = plain_error
+
+
 def add_train_parser(verbs) -> None:
     """train: its arguments go to ``python -m tortoise_lab.train`` (``main`` hands them on before parsing)."""
     train = verbs.add_parser("train", add_help=False,
@@ -132,7 +193,7 @@ def _add_bench_parser(verbs) -> None:
     bench.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the records here")
     bench.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
                        help="write bench.json, bench.md (table), bench.png (chart) and wavs/ here")
-    bench.add_argument("--seed", type=int, default=3, help="synthesis seed, the same for every run (default: 3)")
+    bench.add_argument("--seed", type=seed_value, default=3, help="synthesis seed, the same for every run (default: 3)")
     bench.add_argument("--weights-dir", type=Path, default=None, metavar="DIR",
                        help="cache of the shared random weights (default: $TORTOISE_LAB_HOME/bench-weights)")
     bench.add_argument("--device", default=None, metavar="DEVICE", help="cpu or cuda (default: the best available)")

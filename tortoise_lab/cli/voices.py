@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tortoise_lab.cli.common import CliError, check_output_folder, check_voice_dirs, flag_names
 from tortoise_lab.voices import user_voices_dir
 
 DEFAULT_MATCH_DIR = "output-audio-samples/seed-search"
@@ -24,6 +25,7 @@ def format_voice_table(extra_dirs) -> str:
 
 
 def cmd_voices_list(args: argparse.Namespace) -> int:
+    check_voice_dirs(args.voices_dir)
     print(format_voice_table(args.voices_dir))
     return 0
 
@@ -32,6 +34,7 @@ def cmd_voices_prepare(args: argparse.Namespace) -> int:
     from tortoise_lab.voices.prep import prepare_voice
 
     target = Path(args.voices_dir) if args.voices_dir else user_voices_dir()
+    check_output_folder(target, "--voices-dir")
     report = prepare_voice(args.sources, args.name, target, denoise=args.denoise, overwrite=args.overwrite)
     print(report.to_text())
     print(f"voice {args.name!r} is in {target / args.name} (report: prepare-report.md)")
@@ -39,21 +42,28 @@ def cmd_voices_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_voices_match(args: argparse.Namespace) -> int:
+    from tortoise_lab.config import Settings
     from tortoise_lab.model_set import resolve_models
     from tortoise_lab.pipeline import TextToSpeech
     from tortoise_lab.voices.seed_search import match_seeds, parse_seeds, write_table
     from tortoise_lab.voices import load_voice
 
     seeds = parse_seeds(args.seeds)
+    overrides = {k: v for k, v in (("max_mel_tokens", args.max_mel_tokens),
+                                   ("num_autoregressive_samples", args.num_autoregressive_samples),
+                                   ("diffusion_iterations", args.diffusion_iterations)) if v is not None}
+    try:
+        Settings.from_preset(args.preset, **overrides)  # checked now, naming the flag, before any model loads
+    except ValueError as error:
+        raise CliError(flag_names(str(error))) from None
+    check_voice_dirs(args.voices_dir)
+    out_dir = Path(args.output_dir) / args.name
+    check_output_folder(out_dir, "-O/--output-dir")
     voice = load_voice(args.name, args.voices_dir)
     chosen = resolve_models("tiny" if args.tiny else "official", args.models_dir, device="cpu")
     if args.tiny:
         print(chosen.message, flush=True)
     tts = TextToSpeech(chosen.models, progress=not args.quiet)
-    out_dir = Path(args.output_dir) / args.name
-    overrides = {k: v for k, v in (("max_mel_tokens", args.max_mel_tokens),
-                                   ("num_autoregressive_samples", args.num_autoregressive_samples),
-                                   ("diffusion_iterations", args.diffusion_iterations)) if v is not None}
     results = match_seeds(tts, voice, args.text, seeds, out_dir, preset=args.preset, **overrides)
     csv_path, md_path = write_table(results, out_dir)
     print(md_path.read_text(), end="")
