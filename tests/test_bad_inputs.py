@@ -216,9 +216,6 @@ CASES = [  # (id, arguments, exit code, words the one sentence contains)
     ("train --export-fp16=3", ["train", "--export-fp16=3"], 2, ["--export-fp16"]),
     ("train decoders --bogus", ["train", "decoders", "--bogus"], 2, ["train decoders", "unrecognized arguments"]),
 ]
-# stages/redaction.py words its error as two sentences ("... is never closed. Every '[' needs a matching ']' ..."),
-# a file outside this change: these cases check everything else and expect that, until it is one sentence.
-TWO_SENTENCES = {"speak unclosed [", "speak stray ]", "read unbalanced [", "match unbalanced ["}
 
 if not torch.cuda.is_available():  # where there is a GPU, --device cuda is no mistake
     CASES += [("speak --device cuda", speak("--device", "cuda"), 2, ["cuda requested", "--device cpu"]),
@@ -327,9 +324,6 @@ def test_bad_input_is_one_sentence_with_its_exit_code_and_writes_nothing(argv, c
     for phrase in phrases:
         assert phrase in line, line
     assert _files(workspace, home) == before
-    if request.node.callspec.id in TWO_SENTENCES:
-        assert breaks == 1, line  # once redaction's message is one sentence, drop the case from TWO_SENTENCES
-        pytest.xfail("stages/redaction.py's unbalanced-bracket message is two sentences")
     assert breaks == 0, line
 
 

@@ -113,7 +113,7 @@ def parse_redactions(text: str) -> RedactionPlan:
 
 def _unbalanced(text: str, problem: str) -> ValueError:
     return ValueError(
-        f"Unbalanced brackets in {text!r}: {problem}. Every '[' needs a matching ']' and redacted spans cannot nest."
+        f"Unbalanced brackets in {text!r}: {problem}; every '[' needs a matching ']' and redacted spans cannot nest."
     )
 
 
