@@ -546,3 +546,14 @@ def test_read_after_the_text_is_edited_redoes_only_the_changed_chunk(capsys, tmp
     assert read_json(folder / "2.json")["text"] == "Then comes a new third."
     assert [c["text"] for c in read_json(folder / "manifest.json")["chunks"]] == edited
     assert (folder / "combined.wav").read_bytes() != combined  # joined again, with the new chunk 2
+
+
+def test_compare_of_identical_audio_writes_valid_json_and_its_plot_atomically(capsys, tmp_path):
+    wav = 0.1 * torch.sin(torch.arange(24_000) / 10.0)[None]
+    soundfile.write(str(tmp_path / "a.wav"), wav[0].numpy(), 24_000)
+    rc = run("compare", "a.wav", "a.wav", "--json", "m.json", "--plot", "m.png")
+    assert rc == 0, capsys.readouterr().err
+    values = json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert values["snr_db"] == "inf"  # JSON has no Infinity: written as the benchmark's records write it
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "m.json", "m.png"]  # no scratch file left

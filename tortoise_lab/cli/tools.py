@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from tortoise_lab import assets
@@ -116,10 +117,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     values = compare_waveforms(a, b).to_dict()
     for name, value in values.items():
         print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
-    if args.json:
-        write_json(args.json, values)
+    if args.json:  # JSON has no inf or nan: identical audio's SNR is written "inf", as the benchmark's records do
+        write_json(args.json, {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v
+                               for k, v in values.items()})
     if args.plot:
-        plot_comparison(a, b, args.plot, labels=(Path(args.a).name, Path(args.b).name))
+        import matplotlib.pyplot as plt
+
+        plt.close(plot_comparison(a, b, args.plot, labels=(Path(args.a).name, Path(args.b).name)))
         print(f"spectrograms: {args.plot}")
     return 0
 

@@ -51,6 +51,7 @@ import torch
 import torchaudio
 
 from tortoise_lab.audio import HOP_LENGTH, LOG_FLOOR, N_FFT, OUTPUT_SAMPLE_RATE, _magnitudes, load_audio, univnet_mel
+from tortoise_lab.files import atomic_path
 
 __all__ = ["Comparison", "compare_waveforms", "compare_files", "log_mel_distance", "mel_cepstra", "sp2mc",
            "warped_cepstra", "mel_cepstral_distortion", "dtw_path", "feature_dtw_path", "band_radius", "snr_db",
@@ -349,8 +350,8 @@ def plot_spectrogram(wav: torch.Tensor, sample_rate: int = OUTPUT_SAMPLE_RATE, t
     axis.set(xlabel="seconds")
     figure.colorbar(image, ax=axis)
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=100)
+        with atomic_path(path) as scratch:  # the format follows the target's suffix, not the scratch name's
+            figure.savefig(scratch, dpi=100, format=Path(path).suffix.lstrip(".").lower())
     return figure
 
 
@@ -370,6 +371,6 @@ def plot_comparison(a: torch.Tensor, b: torch.Tensor, path: str | Path | None = 
     axes[2].set(xlabel="seconds")
     figure.colorbar(image, ax=axes[2])
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=100)
+        with atomic_path(path) as scratch:  # the format follows the target's suffix, not the scratch name's
+            figure.savefig(scratch, dpi=100, format=Path(path).suffix.lstrip(".").lower())
     return figure
