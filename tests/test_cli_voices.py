@@ -45,3 +45,20 @@ def test_prepare_refuses_to_overwrite(tmp_path, capsys):
 def test_match_with_bad_seeds_is_one_sentence(capsys):
     assert main(["voices", "match", "tom", "--text", "Hi.", "--seeds", "x-y", "--tiny"]) == 2
     assert "seeds" in capsys.readouterr().err
+
+
+def test_match_without_official_weights_falls_back_to_the_embedded_model(tmp_path, capsys):
+    out_dir = tmp_path / "search"
+    code = main(["voices", "match", "espeak_us_m3", "--text", "Hi there.", "--seeds", "1-2", "--models-dir",
+                 str(tmp_path / "no-weights"), "--num-autoregressive-samples", "2", "--device", "cpu",
+                 "-O", str(out_dir)])
+    out = capsys.readouterr().out
+    assert code == 0 and "embedded tiny model" in out and "ranked by MFCC-statistics similarity" in out
+    assert len(list((out_dir / "espeak_us_m3").glob("seed-*.wav"))) == 2
+
+
+def test_match_with_the_official_model_asked_for_says_how_to_get_it(tmp_path, capsys):
+    code = main(["voices", "match", "espeak_us_m3", "--text", "Hi.", "--model", "official", "--models-dir",
+                 str(tmp_path / "no-weights"), "-O", str(tmp_path / "search")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and "tortoise-lab download" in err[0]

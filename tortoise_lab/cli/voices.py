@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from tortoise_lab.cli.common import CliError, check_output_folder, check_voice_dirs, flag_names
+from tortoise_lab.model_set import MODEL_CHOICES
 from tortoise_lab.voices import user_voices_dir
 
 DEFAULT_MATCH_DIR = "output-audio-samples/seed-search"
@@ -53,18 +54,22 @@ def cmd_voices_match(args: argparse.Namespace) -> int:
                                    ("num_autoregressive_samples", args.num_autoregressive_samples),
                                    ("diffusion_iterations", args.diffusion_iterations)) if v is not None}
     try:
-        Settings.from_preset(args.preset, **overrides)  # checked now, naming the flag, before any model loads
+        settings = Settings.from_preset(args.preset, **overrides)  # checked now, naming the flag, before any load
     except ValueError as error:
         raise CliError(flag_names(str(error))) from None
     check_voice_dirs(args.voices_dir)
     out_dir = Path(args.output_dir) / args.name
     check_output_folder(out_dir, "-O/--output-dir")
     voice = load_voice(args.name, args.voices_dir)
-    chosen = resolve_models("tiny" if args.tiny else "official", args.models_dir, device="cpu")
-    if args.tiny:
+    chosen = resolve_models("tiny" if args.tiny else args.model, args.models_dir, args.device)
+    if args.tiny or not args.quiet:
         print(chosen.message, flush=True)
+    try:
+        chosen.models.fit(settings)  # a value typed beyond the model's limits fails before any take
+    except ValueError as error:
+        raise CliError(flag_names(str(error))) from None
     tts = TextToSpeech(chosen.models, progress=not args.quiet)
-    results = match_seeds(tts, voice, args.text, seeds, out_dir, preset=args.preset, **overrides)
+    results = match_seeds(tts, voice, args.text, seeds, out_dir, settings=settings)
     csv_path, md_path = write_table(results, out_dir)
     print(md_path.read_text(), end="")
     measure = "CVVP" if results[0].cvvp is not None else "MFCC-statistics similarity"
@@ -101,6 +106,11 @@ def add_parser(verbs) -> None:
     match.add_argument("-O", "--output-dir", default=DEFAULT_MATCH_DIR, metavar="DIR",
                        help=f"WAVs and the ranking go to DIR/NAME (default: {DEFAULT_MATCH_DIR})")
     match.add_argument("--models-dir", default=None, metavar="DIR", help="folder holding the official .pth files")
+    match.add_argument("--model", choices=[c for c in MODEL_CHOICES if c != "tiny"], default="auto",
+                       help="which model speaks: official, embedded, or auto: official when downloaded, else the "
+                            "embedded model (default: auto)")
+    match.add_argument("--device", default=None, metavar="DEVICE",
+                       help="cpu, cuda, cuda:N or mps (default: the best available)")
     match.add_argument("--tiny", action=argparse.BooleanOptionalAction, default=False,
                        help="random tiny weights (noise), to try the search without downloads")
     match.add_argument("--max-mel-tokens", type=int, default=None, help="override the preset")

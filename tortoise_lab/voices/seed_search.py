@@ -85,14 +85,14 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def match_seeds(tts: TextToSpeech, voice: Voice, text: str, seeds: list[int], out_dir: str | Path,
-                preset: str = "ultra_fast", **overrides) -> list[SeedResult]:
+                preset: str = "ultra_fast", settings: Settings | None = None, **overrides) -> list[SeedResult]:
     """Synthesise ``text`` once per seed, write ``seed-<n>.wav`` files, and return them ranked, best first."""
     if not voice.clips and not voice.parts:
         raise ValueError(f"Voice {voice.name!r} has no clips to compare against; seed search needs a clip voice.")
     clips = voice.clips or [c for part, _ in voice.parts for c in part.clips]
     out_dir = Path(out_dir)
     use_cvvp = tts.models.has_cvvp()
-    settings = Settings.from_preset(preset, **overrides)
+    settings = settings.replace(**overrides) if settings else Settings.from_preset(preset, **overrides)
     rows = []
     for seed in seeds:
         speech = tts.tts(text, voice=voice, seed=seed, settings=settings)
