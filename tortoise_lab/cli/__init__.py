@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from tortoise_lab import __version__, assets, files
-from tortoise_lab.cli import read, speak, tools, voices
+from tortoise_lab.cli import read, speak, tools, upstream, voices
 from tortoise_lab.cli.common import (DEFAULT_OUTPUT_DIR, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED,
                                      EXIT_NEEDS_FETCH, CliError, Parser, fail)
 
@@ -170,9 +170,11 @@ def _run(argv: list[str]) -> int:
     try:
         if argv[:1] == ["train"]:  # the training command has its own parser; hand it every argument, --help too
             return tools.run_train(argv[1:])
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(upstream.ours(argv) if argv[:1] in (["speak"], ["read"]) else argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed
         return 0 if stop.code is None else stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
+    except ValueError as error:  # an upstream switch with a value that is neither true nor false
+        return fail(str(error), EXIT_BAD_INPUT)
     args.command = ["tortoise-lab", *argv]
     try:
         return args.run(args)

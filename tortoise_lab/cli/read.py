@@ -7,11 +7,13 @@ import argparse
 from tortoise_lab.cli.common import (CliError, add_synthesis_options, check_output_folder, check_pronounceable,
                                      list_voices, open_models, play, print_notes, read_text_file, say,
                                      settings_from_args, tokenizer, voice_specs)
+from tortoise_lab.cli.upstream import UPSTREAM_NOTE
 
-READ_EXAMPLES = """examples:
+READ_EXAMPLES = f"""examples:
   tortoise-lab read story.txt -v tom -p standard        # out: output-audio-samples/story/tom/
   tortoise-lab read story.txt -v tom --regenerate 3,5-7  # redo chunks 3, 5, 6 and 7
 Run the same command again after an interruption: finished chunks are kept.
+{UPSTREAM_NOTE}.
 """
 
 

@@ -9,11 +9,13 @@ from pathlib import Path
 from tortoise_lab.cli.common import (CliError, add_synthesis_options, check_output_file, check_output_folder,
                                      check_pronounceable, list_voices, open_models, play, print_notes,
                                      read_text_file, say, settings_from_args, tokenizer, voice_specs)
+from tortoise_lab.cli.upstream import UPSTREAM_NOTE
 
-SPEAK_EXAMPLES = """examples:
+SPEAK_EXAMPLES = f"""examples:
   tortoise-lab speak "Hello, how are you?" -v tom -o hello.wav
   echo "Say it like you mean it!" | tortoise-lab speak -v tom,emma -O out/
   tortoise-lab speak --tiny --seed 3 "Try the pipeline without downloads."
+{UPSTREAM_NOTE}.
 """
 
 
