@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Sets up tortoise_lab on a fresh machine and runs the main job:
-#   1. the project environment in .venv/ (torch 2.14.1 + torchaudio 2.11.0 and everything else, editable install);
+#   1. the project environment in .venv/ (torch, then the package, editable, with its extras, then DeepSpeed), at
+#      exactly the tested versions of constraints.txt (pyproject.toml itself asks for compatible ranges);
 #   2. a Jupyter kernel "tortoise-lab" for the notebooks;
 #   3. the official assets (tokenizer, mel norms, built-in voices) from the pinned tortoise-tts 3.0.0 sdist;
 #   4. `tortoise-lab speak`, which speaks, or says what it still needs (the official weights: `tortoise-lab download`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-PIP_FLAGS="-q --disable-pip-version-check"
+PIP_FLAGS="-q --disable-pip-version-check -c constraints.txt"
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-# torch first and alone: it is the big one, and deepspeed's build needs it importable (no build isolation).
-.venv/bin/pip install $PIP_FLAGS torch==2.14.1 torchaudio==2.11.0
+# torch first and alone: it is the big one, and deepspeed's build needs it importable (no build isolation), so
+# deepspeed comes last, in its own step. constraints.txt (in PIP_FLAGS) chooses every version.
+.venv/bin/pip install $PIP_FLAGS torch torchaudio
 .venv/bin/pip install $PIP_FLAGS -e ".[notebooks,voices,train,dev]"
 .venv/bin/pip install $PIP_FLAGS --no-build-isolation -e ".[deepspeed]"
 .venv/bin/python -m ipykernel install --sys-prefix --name tortoise-lab --display-name "Python (tortoise-lab)" >/dev/null

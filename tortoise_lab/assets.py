@@ -1,10 +1,12 @@
 """Where data, voices and weights live; fetching and verifying them.
 
-Two kinds of files come from upstream, neither of them committed to this repository:
+Two kinds of files come from upstream; of them, only ``tokenizer.json`` and ``mel_norms.pth`` are committed here:
 
 * **Assets** (``tokenizer.json``, ``mel_norms.pth`` and the built-in voices) ship inside the tortoise-tts 3.0.0
   source distribution (Apache-2.0). ``fetch_assets`` gets it through pip, checks its pinned sha256 and unpacks
-  those files into ``data_dir() / "assets"``.
+  those files into ``data_dir() / "assets"``. Copies of the two small data files also ship inside this package
+  (``tortoise_lab/data/official/``, with upstream's licence and a NOTICE), so an installed wheel tokenises and
+  conditions offline: ``data_file`` takes the unpacked one, else the packaged one (its sha256 checked).
 * **Weights** (``autoregressive.pth`` and six more) live on the model hub in upstream's repository;
   ``download_weights`` fetches them with huggingface_hub (which honours ``HF_HOME``, ``HF_ENDPOINT`` and
   ``HF_HUB_OFFLINE``), into the hub cache or into a folder of the user's choosing.
@@ -12,6 +14,7 @@ Two kinds of files come from upstream, neither of them committed to this reposit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -26,6 +29,8 @@ __all__ = [
     "AssetError",
     "SDIST_NAME",
     "SDIST_SHA256",
+    "PACKAGED_ASSETS_DIR",
+    "PACKAGED_SHA256",
     "HUB_REPO",
     "WEIGHT_FILES",
     "data_dir",
@@ -46,6 +51,12 @@ SDIST_SHA256 = "8684aac23976ffa9813a4ec074b6bff0a348ce82a1923483e57d5d4e27dd21d6
 # What we take from it, relative to its top folder.
 _SDIST_DATA = ("tortoise/data/tokenizer.json", "tortoise/data/mel_norms.pth")
 _SDIST_VOICES = "tortoise/voices/"
+# The same two files, unmodified, inside this package (see its NOTICE): what the embedded model needs to speak offline.
+PACKAGED_ASSETS_DIR = Path(__file__).resolve().parent / "data" / "official"
+PACKAGED_SHA256 = {
+    "tokenizer.json": "d1fa6e9b4741bb75b284331b833347c166ba8b0518e187f7370f123149ed87bb",
+    "mel_norms.pth": "1f69422a8a8f344c4fca2f0c6b8d41d2151d6615b7321e48e6bb15ae949b119c",
+}
 
 HUB_REPO = "Manmay/tortoise-tts"
 # The official checkpoints: file name -> what it holds.
@@ -83,16 +94,32 @@ def builtin_voices_dir() -> Path:
 
 
 def data_file(name: str, fetch: bool = True) -> Path:
-    """Path of an official asset (``tokenizer.json`` or ``mel_norms.pth``), fetching the assets if needed."""
+    """Path of an official asset (``tokenizer.json`` or ``mel_norms.pth``): the unpacked one in ``assets_dir()``,
+    else the copy inside the package, else (``fetch``) the assets are fetched."""
     allowed = [Path(p).name for p in _SDIST_DATA]
     if name not in allowed:
         raise AssetError(f"Unknown asset {name!r}. Available: {', '.join(allowed)}.")
     path = assets_dir() / name
-    if not path.exists():
-        if not fetch:
-            raise AssetError(f"{path} is missing; run `tortoise-lab assets` to fetch the official assets.")
-        fetch_assets()
+    if path.exists():
+        return path
+    packaged = PACKAGED_ASSETS_DIR / name
+    if packaged.is_file():
+        _check_packaged(str(packaged))
+        return packaged
+    if not fetch:
+        raise AssetError(f"{path} is missing; run `tortoise-lab assets` to fetch the official assets.")
+    fetch_assets()
     return path
+
+
+@functools.lru_cache(maxsize=None)
+def _check_packaged(path: str) -> None:
+    """The packaged copy must be upstream's file (checked once per process)."""
+    actual = sha256_file(Path(path))
+    expected = PACKAGED_SHA256[Path(path).name]
+    if actual != expected:
+        raise AssetError(f"{path} has sha256 {actual}, not the pinned {expected}; the package's data files are "
+                         "damaged: reinstall tortoise_lab, or run `tortoise-lab assets` to unpack upstream's.")
 
 
 def sha256_file(path: Path) -> str:

@@ -185,7 +185,9 @@ def official_models(models_dir: str | Path | None = None, device: str | torch.de
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "embedded"
 # The voice the embedded model speaks in when none is given (it has no random voice): a project voice made from the
-# espeak-ng speaker it was trained on.
+# espeak-ng speaker it was trained on. Its clips ship inside the package too (tortoise_lab/data/voices/, which
+# load_voice searches), as do the tokenizer and mel norms it needs (tortoise_lab/data/official/): an installed wheel
+# speaks offline.
 EMBEDDED_DEFAULT_VOICE = "espeak_us_m3"
 # The embedded set's mel decoder and vocoder: what `python -m tortoise_lab.train decoders` measured best (README).
 EMBEDDED_CHAIN = ("codebook", "griffin-lim")

@@ -1,9 +1,11 @@
 """Voices: folders of short clips of one speaker (or a saved conditioning-latents file), found by name.
 
 Search order: folders given by the caller (``--voices-dir``), the user's voices folder
-(``$TORTOISE_LAB_HOME/voices``), this project's ``voices/``, then the 30 built-in voices from the official
-assets. The first folder that has a voice of that name wins. ``random`` is not a folder: it asks the random-latent
-generators for a new voice.
+(``$TORTOISE_LAB_HOME/voices``), this project's ``voices/``, the voices inside the package (``PACKAGED_VOICES``:
+the embedded model's default voice, so an installed wheel speaks offline), then the 30 built-in voices from the
+official assets. The first folder that has a voice of that name wins, and only it is listed: in a checkout the
+packaged voice is a byte-identical copy of the project's (a test says so), and the project's wins. ``random`` is
+not a folder: it asks the random-latent generators for a new voice.
 
 Blends: ``a&b`` joins the clips of clip voices (as upstream does: every clip counts once), and averages the latents
 when a latents-file voice takes part. ``a:0.7&b:0.3`` weights each voice's own conditioning latents (weights are
@@ -17,7 +19,8 @@ notes.
 
 Conditioning latents of clip voices are cached beside the voice (``<voice>/.latents/<key>.safetensors``), keyed by
 a hash of the clip files and of the model weights, so they are computed once; a changed clip or model gives a new
-key. Loading a voice reads files and writes nothing.
+key. A packaged voice keeps its cache in ``$TORTOISE_LAB_HOME/packaged-voices/<voice>/`` instead: nothing is written
+inside the installed package. Loading a voice reads files and writes nothing.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from tortoise_lab.files import atomic_path
 from tortoise_lab.voices.measure import Finding, check_clip, unreadable
 
 __all__ = ["RANDOM_VOICE", "BLEND_SEPARATOR", "WEIGHT_SEPARATOR", "AUDIO_SUFFIXES", "LATENT_SUFFIXES", "CACHE_FOLDER",
-           "PROJECT_VOICES", "Voice", "VoiceInfo", "user_voices_dir", "voice_dirs", "available_voices",
-           "describe_voices", "load_voice", "parse_voice_spec", "read_latents_file", "LatentCache"]
+           "PROJECT_VOICES", "PACKAGED_VOICES", "Voice", "VoiceInfo", "user_voices_dir", "voice_dirs",
+           "available_voices", "describe_voices", "load_voice", "parse_voice_spec", "read_latents_file", "LatentCache"]
 
 RANDOM_VOICE = "random"
 BLEND_SEPARATOR = "&"
@@ -44,6 +47,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 LATENT_SUFFIXES = (".pth", ".safetensors")
 CACHE_FOLDER = ".latents"
 PROJECT_VOICES = Path(__file__).resolve().parents[2] / "voices"  # the repository's top-level voices/
+PACKAGED_VOICES = Path(__file__).resolve().parents[1] / "data" / "voices"  # package data: in every install
 
 
 @dataclass
@@ -94,7 +98,7 @@ def user_voices_dir() -> Path:
 def voice_dirs(extra: list[str | Path] | None = None) -> list[Path]:
     """Folders searched for voices, first match wins."""
     folders = [Path(p).expanduser() for p in (extra or [])]
-    folders += [user_voices_dir(), PROJECT_VOICES, builtin_voices_dir()]
+    folders += [user_voices_dir(), PROJECT_VOICES, PACKAGED_VOICES, builtin_voices_dir()]
     return folders
 
 
@@ -179,15 +183,18 @@ def _joined_notes(voices: list[Voice]) -> tuple[str, ...]:
 def _load_one(name: str, extra_dirs) -> Voice:
     voices = available_voices(extra_dirs)
     if name not in voices:
-        listed = ", ".join(sorted(voices)) or "none found; run `tortoise-lab assets`"
-        raise ValueError(f"Unknown voice {name!r}. Available: {RANDOM_VOICE}, {listed}.")
+        listed = ", ".join(sorted(voices)) or "none found"
+        fetch = "" if builtin_voices_dir().is_dir() else " (the 30 built-in voices come with `tortoise-lab assets`)"
+        raise ValueError(f"Unknown voice {name!r}. Available: {RANDOM_VOICE}, {listed}{fetch}.")
     folder = voices[name]
     files = _voice_files(folder)
+    # The latent cache of a packaged voice goes to the user's data folder: never write inside the installed package.
+    cache = data_dir() / "packaged-voices" / name if folder.parent == PACKAGED_VOICES else folder
     audio_files = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
     if not audio_files:
-        return Voice(name, latents=read_latents_file(files[0]), folder=folder)
+        return Voice(name, latents=read_latents_file(files[0]), folder=cache)
     loaded = [_load_clip(p) for p in audio_files]
-    return Voice(name, clips=[clip for clip, _ in loaded], files=audio_files, folder=folder,
+    return Voice(name, clips=[clip for clip, _ in loaded], files=audio_files, folder=cache,
                  notes=tuple(note for _, notes in loaded for note in notes))
 
 
