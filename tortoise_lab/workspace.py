@@ -78,8 +78,10 @@ def environment_report(models_dir: str | None = None) -> list[tuple[str, str]]:
     rows.append(("device an unset choice means", str(choose_device(None))))
     rows.append(("torch threads", str(torch.get_num_threads())))
     try:
-        assets.data_file("tokenizer.json", fetch=False)
-        rows.append(("official assets", f"present in {assets.assets_dir()}"))
+        tokenizer = assets.data_file("tokenizer.json", fetch=False)
+        rows.append(("official assets", f"present in {assets.assets_dir()}" if tokenizer.parent == assets.assets_dir()
+                     else f"tokenizer and mel norms from the package ({tokenizer.parent}); built-in voices: run "
+                          "`tortoise-lab assets`"))
     except FileNotFoundError:
         rows.append(("official assets", "missing: run `tortoise-lab assets`"))
     missing = missing_weights(models_dir)

@@ -13,10 +13,10 @@
 """
 
 from tortoise_lab.voices.library import (AUDIO_SUFFIXES, BLEND_SEPARATOR, CACHE_FOLDER, LATENT_SUFFIXES,
-                                         PROJECT_VOICES, RANDOM_VOICE, WEIGHT_SEPARATOR, LatentCache, Voice,
+                                         PACKAGED_VOICES, PROJECT_VOICES, RANDOM_VOICE, WEIGHT_SEPARATOR, LatentCache, Voice,
                                          VoiceInfo, available_voices, describe_voices, load_voice,
                                          parse_voice_spec, read_latents_file, user_voices_dir, voice_dirs)
 
 __all__ = ["RANDOM_VOICE", "BLEND_SEPARATOR", "WEIGHT_SEPARATOR", "AUDIO_SUFFIXES", "LATENT_SUFFIXES", "CACHE_FOLDER",
-           "PROJECT_VOICES", "Voice", "VoiceInfo", "user_voices_dir", "voice_dirs", "available_voices",
+           "PROJECT_VOICES", "PACKAGED_VOICES", "Voice", "VoiceInfo", "user_voices_dir", "voice_dirs", "available_voices",
            "describe_voices", "load_voice", "parse_voice_spec", "read_latents_file", "LatentCache"]
