@@ -23,7 +23,7 @@ from tortoise_lab.model_set import ModelSet
 from tortoise_lab.stages.conditioning import voice_latents
 from tortoise_lab.stages.redaction import parse_redactions
 from tortoise_lab.stages.rerank import best_rows
-from tortoise_lab.stages.sampling import PreparedDecoder, prepare_decoder, sample_codes
+from tortoise_lab.stages.sampling import PreparedDecoder, StepCallback, prepare_decoder, sample_codes
 from tortoise_lab.stages.timing import StageTimer
 from tortoise_lab.text import Tokenizer, clean_text, fit_chunks
 from tortoise_lab.voices import Voice
@@ -118,9 +118,11 @@ class TextToSpeech:
         return self._decoders[options]
 
     def tts(self, text: str, voice: Voice | None = None, preset: str = "fast", seed: int | None = None,
-            settings: Settings | None = None, **overrides) -> Speech:
+            settings: Settings | None = None, on_step: StepCallback | None = None, **overrides) -> Speech:
         """Speak ``text`` in ``voice`` (default: a random voice) with ``settings`` (default: the preset's, with
-        ``overrides``). Returns one ``Speech``, whatever the options."""
+        ``overrides``). Returns one ``Speech``, whatever the options. ``on_step(stage, done, total)``, if given, hears
+        every AR step and every diffusion step ("autoregressive", "diffusion"; "decoding" for a code book decoder;
+        ", chunk i/n" added when the text has several chunks); an exception it raises ends the run, unchanged."""
         settings = settings or Settings.from_preset(preset)
         if overrides:
             settings = settings.replace(**overrides)
@@ -144,9 +146,14 @@ class TextToSpeech:
             with timer.stage("conditioning"):
                 latents, ar_mels = voice_latents(self.models, voice, generator, want_mels=settings.cvvp_amount > 0,
                                                  cache=settings.latent_cache)
-            for chunk in tqdm(chunks, desc="chunks", disable=not self.progress or len(chunks) == 1, leave=False):
+            for index, chunk in enumerate(tqdm(chunks, desc="chunks", disable=not self.progress or len(chunks) == 1,
+                                               leave=False)):
+                report = on_step
+                if on_step is not None and len(chunks) > 1:
+                    report = (lambda stage, done, total, label=f", chunk {index + 1}/{len(chunks)}":
+                              on_step(stage + label, done, total))
                 wavs, best, scores = self._speak_chunk(chunk, latents, ar_mels, settings, decoder, generator,
-                                                       timer, notes)
+                                                       timer, notes, report)
                 chunk_wavs.append([w.float().cpu() for w in wavs])
                 all_codes.append(best.cpu())
                 all_scores.append(scores.float().cpu())
@@ -155,13 +162,13 @@ class TextToSpeech:
                       settings=settings.to_dict(), candidates=candidates, codes=all_codes, scores=all_scores,
                       chunks=chunks, timings=timer.seconds, model=self.models.description, notes=notes)
 
-    def _speak_chunk(self, chunk, latents, ar_mels, settings, decoder, generator, timer, notes):
+    def _speak_chunk(self, chunk, latents, ar_mels, settings, decoder, generator, timer, notes, on_step=None):
         """One chunk through sampling, ranking, decoding and redaction: (k waveforms, (k, T) codes, (N,) scores)."""
         models = self.models
         text_tokens = self.text_tokens(chunk)
         with timer.stage("autoregressive"):
             codes = sample_codes(decoder, latents.autoregressive, text_tokens, settings, models.quirks, generator,
-                                 self.progress)
+                                 self.progress, on_step)
         codes, all_stopped = models.decoder.finish_codes(codes)
         if not all_stopped and not any("stop token" in n for n in notes):
             notes.append(f"Some samples reached max_mel_tokens ({codes.shape[1]}) without a stop token: the speech "
@@ -169,7 +176,7 @@ class TextToSpeech:
         with timer.stage("ranking"):
             scores = models.ranker.score(codes, text_tokens, latents, ar_mels, settings)
         best = best_rows(codes, scores, settings.candidates)  # (k, T)
-        wavs = models.decoder.decode(best, text_tokens, latents, settings, generator, timer, self.progress)
+        wavs = models.decoder.decode(best, text_tokens, latents, settings, generator, timer, self.progress, on_step)
         if settings.redact and ("[" in chunk or "]" in chunk):
             with timer.stage("redaction"):
                 wavs = [self._redact(wav, chunk, notes) for wav in wavs]

@@ -1,7 +1,8 @@
 """Stage: the chosen code rows -> waveforms. A model set carries its decoder; both have one interface:
 
 - ``finish_codes(codes)`` -> (codes as they are ranked and decoded, whether every row reached its stop code);
-- ``decode(best, text_tokens, latents, settings, generator, timer, progress)`` -> one (1, N) 24 kHz waveform per row.
+- ``decode(best, text_tokens, latents, settings, generator, timer, progress, on_step)`` -> one (1, N) 24 kHz waveform
+  per row; ``on_step`` (optional) hears ("diffusion" or "decoding", done, total) as the rows are decoded.
 
 ``DiffusionVocoder`` (the official chain): upstream's fix-up of the codes, the AR model's latents for the chosen
 rows, the diffusion decoder (``diffusion_sampler``) to a 100-band mel, and UnivNet to audio.
@@ -24,7 +25,7 @@ from tortoise_lab.models.vocoder import UnivNetGenerator
 from tortoise_lab.stages.conditioning import ConditioningLatents
 from tortoise_lab.stages.diffusion_sampler import sample
 from tortoise_lab.stages.rerank import CALM_TOKEN
-from tortoise_lab.stages.sampling import codes_until_stop
+from tortoise_lab.stages.sampling import StepCallback, codes_until_stop
 from tortoise_lab.stages.timing import StageTimer
 
 __all__ = ["END_CODES", "CALM_RUN_TO_TRIM", "fix_autoregressive_output", "trim_at_calm", "diffusion_frames",
@@ -83,19 +84,23 @@ class DiffusionVocoder:
     @torch.no_grad()
     def decode(self, best: torch.Tensor, text_tokens: torch.Tensor, latents: ConditioningLatents,
                settings: Settings, generator: torch.Generator, timer: StageTimer,
-               progress: bool = False) -> list[torch.Tensor]:
+               progress: bool = False, on_step: StepCallback | None = None) -> list[torch.Tensor]:
         k = best.shape[0]
         with timer.stage("ar_latents"), autocast_context(best.device, settings.inference.half):
             ar_latents = self.gpt.latents(latents.autoregressive.expand(k, -1), text_tokens.expand(k, -1),
                                           best).float()  # (k, T, C)
         wavs = []
         for i in range(k):
+            # the i-th row's steps, counted among all k rows' (a chain's length is the same for every row)
+            report = None if on_step is None else (
+                lambda done, total, i=i: on_step("diffusion", i * total + done, k * total))
             with timer.stage("diffusion_and_vocoder"):
-                wavs.append(self.decode_one(best[i], ar_latents[i], latents, settings, generator, progress))
+                wavs.append(self.decode_one(best[i], ar_latents[i], latents, settings, generator, progress, report))
         return wavs
 
     def decode_one(self, codes: torch.Tensor, ar_latents: torch.Tensor, latents: ConditioningLatents,
-                   settings: Settings, generator: torch.Generator, progress: bool = False) -> torch.Tensor:
+                   settings: Settings, generator: torch.Generator, progress: bool = False,
+                   on_step=None) -> torch.Tensor:
         """One candidate: codes (T,), AR latents (T, C) -> waveform (1, N)."""
         keep = trim_at_calm(codes)
         ar_latents = ar_latents[None, :keep]  # (1, keep, C)
@@ -112,7 +117,7 @@ class DiffusionVocoder:
                             device=generator.device).to(ar_latents.device) * settings.diffusion_temperature
         mel = sample(denoiser, noise, settings.diffusion_iterations, settings.sampler,
                      cond_free_k=settings.cond_free_k if settings.cond_free else None, generator=generator,
-                     progress=progress)
+                     progress=progress, on_step=on_step)
         mel = denormalize_univnet_mel(mel)[:, :, :frames]
         return self.vocoder.inference(mel, generator=generator)[0]  # (1, N)
 
@@ -129,6 +134,11 @@ class CodebookGriffinLim:
     @torch.no_grad()
     def decode(self, best: torch.Tensor, text_tokens: torch.Tensor, latents: ConditioningLatents,
                settings: Settings, generator: torch.Generator, timer: StageTimer,
-               progress: bool = False) -> list[torch.Tensor]:
+               progress: bool = False, on_step: StepCallback | None = None) -> list[torch.Tensor]:
+        wavs = []
         with timer.stage("diffusion_and_vocoder"):  # here: code book and Griffin-Lim
-            return [codebook_audio(self.quantizer, codes_until_stop(row, self.stop_token)[0]) for row in best]
+            for i, row in enumerate(best):
+                wavs.append(codebook_audio(self.quantizer, codes_until_stop(row, self.stop_token)[0]))
+                if on_step is not None:
+                    on_step("decoding", i + 1, len(best))
+        return wavs

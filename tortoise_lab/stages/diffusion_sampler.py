@@ -191,10 +191,11 @@ class _DpmSolver2M:
 
 def sample(denoiser: Denoiser, noise: torch.Tensor, steps: int, sampler: str = "ddpm",
            cond_free_k: float | None = None, generator: torch.Generator | None = None,
-           progress: bool = False) -> torch.Tensor:
+           progress: bool = False, on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Run the reverse chain from ``noise`` (B, C, T) and return the normalised mel (B, C, T) in [-1, 1].
 
     ``cond_free_k=None`` disables conditioning-free guidance. ``generator`` feeds DDPM's per-step noise.
+    ``on_step``, if given, hears (steps done, steps in the chain) after every step (it may raise, to stop).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {sampler!r}. Available: {', '.join(SAMPLERS)}.")
@@ -209,4 +210,6 @@ def sample(denoiser: Denoiser, noise: torch.Tensor, steps: int, sampler: str = "
         for step in tqdm(range(len(schedule) - 1, -1, -1), desc=f"diffusion ({sampler})", disable=not progress,
                          leave=False):
             x = step_fn(x, step, schedule, denoiser, cond_free_k, generator)
+            if on_step is not None:
+                on_step(len(schedule) - step, len(schedule))
     return x

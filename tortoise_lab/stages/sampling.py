@@ -36,6 +36,10 @@ UPSTREAM_FILLER_CODES = (1,)
 # tortoise_lab.fast.compile_decode_step returns a compiled step of this type.
 DecodeStep = Callable[[UnifiedVoice, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
+# What the pipeline reports each step to (a progress bar, a Stop button): (stage, done, total). It may raise to stop
+# the run; the exception passes through unchanged.
+StepCallback = Callable[[str, int, int], None]
+
 # transformers' generate() applies top_k=50 by default; upstream never overrode it, so its samples depend on it.
 UPSTREAM_TOP_K = 50
 
@@ -149,7 +153,8 @@ def generate_codes(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: 
                    temperature: float = 1.0, top_p: float | None = None, top_k: int | None = None,
                    repetition_penalty: float = 1.0, always_penalized: tuple[int, ...] = (),
                    generator: torch.Generator | None = None, stop_early: bool = True,
-                   decode_step: DecodeStep | None = None) -> torch.Tensor:
+                   decode_step: DecodeStep | None = None,
+                   on_step: Callable[[int], None] | None = None) -> torch.Tensor:
     """Decode up to ``max_mel_tokens`` codes per sample; returns (B, max_mel_tokens) long.
 
     cond_latent: (B, C); text_tokens: (B, T) (repeat one prompt to draw several samples). After a sample emits
@@ -161,7 +166,8 @@ def generate_codes(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: 
     ``kv_cache`` uses the model's attached static cache when it fits (``setup_caches`` once to reuse one
     across calls, e.g. under torch.compile) and attaches a fitting one otherwise; False recomputes the whole
     sequence every step (slow; for checks). ``decode_step`` replaces ``decode_one_token`` for the cached steps
-    (e.g. a compiled one from ``tortoise_lab.fast``); None uses ``decode_one_token``.
+    (e.g. a compiled one from ``tortoise_lab.fast``); None uses ``decode_one_token``. ``on_step``, if given, is
+    called with the number of codes drawn so far after every step (it may raise, to stop decoding).
     """
     config = model.config
     step_fn = decode_one_token if decode_step is None else decode_step
@@ -197,6 +203,8 @@ def generate_codes(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: 
         next_code = torch.where(done, torch.full_like(next_code, stop), next_code)
         codes[:, step] = next_code
         done = done | (next_code == stop)
+        if on_step is not None:
+            on_step(step + 1)
         if step + 1 == max_mel_tokens or (stop_early and bool(done.all())):
             break
         if kv_cache:
@@ -330,18 +338,25 @@ def prepare_decoder(model: UnifiedVoice, options: InferenceOptions) -> tuple[Pre
 
 
 def sample_codes(decoder: PreparedDecoder, cond_latent: torch.Tensor, text_tokens: torch.Tensor, settings: Settings,
-                 quirks: SamplingQuirks, generator: torch.Generator, progress: bool = False) -> torch.Tensor:
+                 quirks: SamplingQuirks, generator: torch.Generator, progress: bool = False,
+                 on_step: StepCallback | None = None) -> torch.Tensor:
     """Draw ``settings.num_autoregressive_samples`` code rows, (N, settings.max_mel_tokens), in batches of
-    ``settings.batch`` (the last may be smaller). cond_latent: (1, C); text_tokens: (1, T)."""
+    ``settings.batch`` (the last may be smaller). cond_latent: (1, C); text_tokens: (1, T). ``on_step`` hears
+    ("autoregressive", steps done, batches x max_mel_tokens) after every step; a batch that stops early counts whole."""
     total, batch = settings.num_autoregressive_samples, settings.batch
+    steps, batches = settings.max_mel_tokens, -(-total // batch)
     rows = []
     for start in tqdm(range(0, total, batch), desc="autoregressive", disable=not progress, leave=False):
         size = min(batch, total - start)
+        before = start // batch * steps
+        report = None if on_step is None else (lambda step: on_step("autoregressive", before + step, batches * steps))
         rows.append(decoder.generate(
             cond_latent.expand(size, -1), text_tokens.expand(size, -1), settings.max_mel_tokens, greedy=False,
             temperature=settings.temperature, top_p=settings.top_p, top_k=quirks.top_k,
             repetition_penalty=settings.repetition_penalty, always_penalized=quirks.always_penalized,
-            generator=generator))
+            generator=generator, on_step=report))
+        if report is not None:
+            report(steps)
     return torch.cat(rows)
 
 
