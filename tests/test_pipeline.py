@@ -245,10 +245,12 @@ def test_int8_on_cpu_runs_int8_layers_in_the_decoder_and_clvp(tts, voice):
     assert not any(isinstance(m, DynamicInt8Linear) for m in tts.models.gpt.modules())  # the original is untouched
 
 
-def test_a_prepared_decoder_that_went_stale_is_built_again(tts, monkeypatch):
+def test_a_prepared_decoder_that_went_stale_is_built_again(monkeypatch):
     """DeepSpeed keeps one model's state per process: after another DeepSpeed decoder is built, an older one
     refuses to run. Toggling options back and forth (as the playground invites) must rebuild it, not fail."""
     from tortoise_lab import pipeline as pipeline_module
+
+    tts = TextToSpeech(random_models("tiny", seed=0), progress=False)  # its own: no decoder cached by other tests
 
     built, stale = [], set()
 
