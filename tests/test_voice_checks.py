@@ -128,7 +128,8 @@ def test_the_playground_shows_the_sentence(tmp_path, monkeypatch):
     clip = _bad_voice(tmp_path / "voices", "nan")
     playground = Playground(TextToSpeech(embedded_models(), progress=False), voice="bad", voices=["bad"],
                             text="Hi.", preset="ultra_fast", seed=5)
-    playground.button.click()  # raises nothing
+    playground.button.click()  # starts the run in a thread; join() waits for it
+    playground.join()
     assert playground.last_speech is None
     assert playground.last_error.startswith(f"Voice clip {clip} is non-finite: 100 of")
     assert playground.last_error in playground.status.value and "Traceback" not in playground.status.value
