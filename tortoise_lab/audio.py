@@ -35,6 +35,7 @@ __all__ = [
     "read_audio",
     "resample",
     "load_audio",
+    "conform_audio",
     "save_audio",
     "pad_or_truncate",
     "conditioning_mel",
@@ -118,7 +119,12 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No audio file at {path}.")
-    channels, rate = read_audio(path)  # (C, N)
+    return conform_audio(*read_audio(path), sample_rate, path)
+
+
+def conform_audio(channels: torch.Tensor, rate: int, sample_rate: int, path: str | Path = "audio") -> torch.Tensor:
+    """``load_audio``'s steps on samples already read (``read_audio``'s (C, N) and rate): the first channel,
+    resampled to ``sample_rate``, clipped to [-1, 1], (1, N'). ``path`` names the source in messages."""
     if channels.shape[1] == 0:
         raise AudioError(f"{path} holds no audio samples.")
     wav = resample(channels[:1], rate, sample_rate)  # (1, N')

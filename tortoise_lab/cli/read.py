@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from tortoise_lab.cli.common import (CliError, add_synthesis_options, check_output_folder, check_pronounceable,
+from tortoise_lab.cli.common import (CliError, check_output_folder, check_pronounceable,
                                      list_voices, open_models, play, print_notes, read_text_file, say,
                                      settings_from_args, tokenizer, voice_specs)
+from tortoise_lab.cli.options import add_synthesis_options
 from tortoise_lab.cli.upstream import UPSTREAM_NOTE
 
 READ_EXAMPLES = f"""examples:

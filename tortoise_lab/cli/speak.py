@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from tortoise_lab.cli.common import (CliError, add_synthesis_options, check_output_file, check_output_folder,
+from tortoise_lab.cli.common import (CliError, check_output_file, check_output_folder,
                                      check_pronounceable, list_voices, open_models, play, print_notes,
                                      read_text_file, say, settings_from_args, tokenizer, voice_specs)
+from tortoise_lab.cli.options import add_synthesis_options
 from tortoise_lab.cli.upstream import UPSTREAM_NOTE
 
 SPEAK_EXAMPLES = f"""examples:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from tortoise_lab.cli.common import CliError, check_output_folder, check_voice_dirs, flag_names
-from tortoise_lab.model_set import MODEL_CHOICES
+from tortoise_lab.cli.options import add_model_options
 from tortoise_lab.voices import user_voices_dir
 
 DEFAULT_MATCH_DIR = "output-audio-samples/seed-search"
@@ -105,14 +105,7 @@ def add_parser(verbs) -> None:
     match.add_argument("-p", "--preset", default="ultra_fast", help="preset for each take (default: ultra_fast)")
     match.add_argument("-O", "--output-dir", default=DEFAULT_MATCH_DIR, metavar="DIR",
                        help=f"WAVs and the ranking go to DIR/NAME (default: {DEFAULT_MATCH_DIR})")
-    match.add_argument("--models-dir", default=None, metavar="DIR", help="folder holding the official .pth files")
-    match.add_argument("--model", choices=[c for c in MODEL_CHOICES if c != "tiny"], default="auto",
-                       help="which model speaks: official, embedded, or auto: official when downloaded, else the "
-                            "embedded model (default: auto)")
-    match.add_argument("--device", default=None, metavar="DEVICE",
-                       help="cpu, cuda, cuda:N or mps (default: the best available)")
-    match.add_argument("--tiny", action=argparse.BooleanOptionalAction, default=False,
-                       help="random tiny weights (noise), to try the search without downloads")
+    add_model_options(match)
     match.add_argument("--max-mel-tokens", type=int, default=None, help="override the preset")
     match.add_argument("--num-autoregressive-samples", type=int, default=None, help="override the preset")
     match.add_argument("--diffusion-iterations", type=int, default=None, help="override the preset")

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from tortoise_lab.assets import builtin_voices_dir, data_dir
-from tortoise_lab.audio import INPUT_SAMPLE_RATE, AudioError, load_audio, read_audio
+from tortoise_lab.audio import INPUT_SAMPLE_RATE, AudioError, conform_audio, read_audio
 from tortoise_lab.files import atomic_path
 from tortoise_lab.voices.measure import Finding, check_clip, unreadable
 
@@ -158,8 +158,8 @@ def _load_clip(path: Path) -> tuple[torch.Tensor, list[str]]:
     """One voice clip, checked: ((1, N) at 22.05 kHz, as ``audio.load_audio`` gives it; notes on it).
 
     The checks need the raw samples (``load_audio`` keeps the first channel, resamples and clamps, and warns about
-    odd samples before it), so the file is decoded once for them and once by ``load_audio``, which stays the one
-    way a clip becomes what conditioning reads. Raises ValueError, one sentence, when the clip cannot be used.
+    odd samples before it), so the file is decoded once, checked, then given ``load_audio``'s own steps
+    (``audio.conform_audio``). Raises ValueError, one sentence, when the clip cannot be used.
     """
     def unusable(finding: Finding) -> ValueError:
         return ValueError(f"Voice clip {path} is {finding.kind}: {finding.detail}; remove it or rebuild the voice "
@@ -173,7 +173,7 @@ def _load_clip(path: Path) -> tuple[torch.Tensor, list[str]]:
     if problem:
         raise unusable(problem)
     notes = [f"Voice clip {path} is {finding.kind}: {finding.detail}." for finding in findings]
-    return load_audio(path, INPUT_SAMPLE_RATE), notes
+    return conform_audio(channels, rate, INPUT_SAMPLE_RATE, path), notes
 
 
 def _joined_notes(voices: list[Voice]) -> tuple[str, ...]:
