@@ -13,6 +13,7 @@ from tortoise_lab.workspace import (PRESET_HEADERS, SWEEP_HEADERS, TEST_MODE_VAR
                                     environment_report, markdown_table, option_sweep, preset_rows, preset_tour,
                                     sweep_rows)
 from tortoise_lab import workspace
+from tests.conftest import REPO
 from tests.support.weights import write_official_style
 
 SHORT = dict(num_autoregressive_samples=2, max_mel_tokens=40)
@@ -107,3 +108,102 @@ def test_audio_checks_tell_speech_from_silence_noise_and_a_cut_take(tmp_path):
     cut = speech[:, : speech.shape[-1] // 8]
     assert not audio_checks(cut, text, 24_000)["duration fits the text"]
     assert soundfile.info(str(tmp_path / "s.wav")).frames > 0
+
+
+# ------------------------------------------------------------------------------------------------ listening
+
+def test_players_lay_out_one_labelled_player_per_item():
+    from tortoise_lab.workspace import players
+
+    mono, stereo = 0.1 * torch.ones(1, 2400), 0.1 * torch.ones(2, 4410)
+    html = players([("a <b>", mono, 24_000), ("stereo", stereo, 44_100), ("c", mono, 24_000)], columns=2).data
+    assert html.count("<audio") == 3 and html.count("<tr>") == 2 and "a &lt;b&gt;" in html
+    assert html.count("data:audio/wav;base64,") == 3
+    assert players([("one", mono, 24_000), ("two", mono, 24_000)]).data.count("<tr>") == 1  # side by side
+    with pytest.raises(ValueError, match="needs its sample rate"):
+        players([("no rate", mono)])
+
+
+def test_players_and_spectrograms_take_a_speech(embedded_tts):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tortoise_lab.workspace import players, plot_spectrograms
+
+    speech = embedded_tts.tts("Hi.", voice=load_voice("espeak_us_m3"), preset="ultra_fast", seed=1, **SHORT)
+    assert players([("take", speech)]).data.count("<audio") == 1
+    figure = plot_spectrograms([("take", speech), ("stereo", torch.zeros(2, 8000) + 0.01, 16_000),
+                                ("again", speech)], columns=2)
+    assert len(figure.axes) == 4 + 3  # 2x2 panels (the fourth switched off) and a colour bar per spectrogram
+    assert [axis.get_title() for axis in figure.axes[:3]] == ["take", "stereo", "again"]
+    assert not figure.axes[3].axison
+
+
+def test_before_and_after_pairs_each_clip_with_the_raw_span_it_came_from(tmp_path):
+    from tortoise_lab.voices.prep import prepare_voice
+    from tortoise_lab.workspace import before_and_after
+
+    samples = REPO / "input-audio-samples"
+    report = prepare_voice([samples / "hiss-white-20db.wav", samples / "reverb-stereo-48k.flac",
+                            samples / "too-short.wav"], "v", tmp_path)
+    pairs = before_and_after(report)
+    assert [(p.source, p.clip) for p in pairs] == [("hiss-white-20db.wav", "01.wav"),
+                                                    ("reverb-stereo-48k.flac", "02.wav")]
+    assert [p.raw.shape[0] for p in pairs] == [1, 2] and [p.raw_rate for p in pairs] == [44_100, 48_000]
+    for pair in pairs:  # the same span of time, before and after
+        assert pair.prepared.shape[0] == 1 and pair.prepared_rate == 22_050
+        assert abs(pair.raw.shape[-1] / pair.raw_rate - pair.prepared.shape[-1] / pair.prepared_rate) < 0.01
+
+
+def test_diffusion_models_are_random_tiny_in_test_mode_or_without_weights(tmp_path):
+    from tortoise_lab.workspace import choose_diffusion_models
+
+    assert choose_diffusion_models(True).name == "tiny"
+    missing = choose_diffusion_models(False, models_dir=str(tmp_path))
+    assert missing.name == "tiny" and "noise" in missing.message and missing.models.diffusion is not None
+    write_official_style(random_models("tiny", seed=1), tmp_path)
+    assert choose_diffusion_models(False, models_dir=str(tmp_path), size="tiny").name == "official"
+
+
+def test_sampler_sweep_decodes_the_same_codes_with_each_sampler():
+    from tortoise_lab.workspace import SAMPLER_HEADERS, choose_diffusion_models, sampler_rows, sampler_sweep
+
+    tts = choose_diffusion_models(True).tts(progress=False)
+    results = sampler_sweep(tts, "Hi.", load_voice("espeak_us_m3"), ("ddpm", "dpm++2m"), (2, 3), seed=4, **SHORT)
+    assert list(results) == [("ddpm", 2), ("ddpm", 3), ("dpm++2m", 2), ("dpm++2m", 3)]
+    first = results["ddpm", 2]
+    for (sampler, steps), speech in results.items():
+        assert speech.settings["sampler"] == sampler and speech.settings["diffusion_iterations"] == steps
+        assert all(torch.equal(a, b) for a, b in zip(first.codes, speech.codes))
+    assert not torch.equal(first.wav, results["dpm++2m", 2].wav)
+    rows = sampler_rows(results)
+    assert [r[:2] for r in rows] == list(results) and all(len(r) == len(SAMPLER_HEADERS) for r in rows)
+
+
+def test_read_aloud_reads_chunks_into_a_folder_and_resumes(embedded_tts, tmp_path):
+    from tortoise_lab.outputs import load_wav
+    from tortoise_lab.workspace import CHUNK_HEADERS, chunk_rows, read_aloud
+
+    text = "The first part. | And the second part."  # '|' fixes the chunks, whatever the model's lengths
+    result, notes = read_aloud(embedded_tts, text, "espeak_us_m3", tmp_path, seed=2, **SHORT)
+    assert (tmp_path / "story.txt").read_text() == text and result.folder == tmp_path / "story" / "espeak_us_m3"
+    assert (result.chunks, result.synthesised, notes) == (2, 2, [])
+    rows = chunk_rows(result)
+    assert [(r[0], r[3]) for r in rows] == [(0, "The first part."), (1, "And the second part.")]
+    assert all(len(r) == len(CHUNK_HEADERS) for r in rows)
+    combined, rate = load_wav(result.combined)
+    assert combined.shape[-1] == sum(load_wav(result.folder / f"{i}.wav")[0].shape[-1] for i in range(2))
+    again, _ = read_aloud(embedded_tts, text, "espeak_us_m3", tmp_path, seed=2, **SHORT)
+    assert (again.synthesised, again.kept) == (0, 2)
+
+
+def test_spectrograms_share_one_colour_scale():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tortoise_lab.workspace import plot_spectrograms
+
+    tone = torch.sin(torch.arange(24_000) * 2 * torch.pi * 440 / 24_000)[None]
+    figure = plot_spectrograms([("loud", 0.5 * tone, 24_000), ("quiet", 0.01 * tone, 24_000)])
+    limits = {axis.get_images()[0].get_clim() for axis in figure.axes if axis.get_images()}
+    assert len(limits) == 1

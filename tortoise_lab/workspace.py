@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import dataclass
+from html import escape
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
@@ -23,7 +25,9 @@ from tortoise_lab.pipeline import Speech, TextToSpeech
 
 __all__ = ["TEST_MODE_VARIABLE", "test_mode", "NotebookModels", "choose_models", "environment_report",
            "markdown_table", "audio_player", "preset_tour", "preset_rows", "PRESET_HEADERS", "option_sweep",
-           "sweep_rows", "SWEEP_HEADERS", "EMBEDDED_VOICE", "OFFICIAL_VOICE", "audio_checks"]
+           "sweep_rows", "SWEEP_HEADERS", "EMBEDDED_VOICE", "OFFICIAL_VOICE", "audio_checks", "players",
+           "plot_spectrograms", "BeforeAfter", "before_and_after", "choose_diffusion_models", "sampler_sweep",
+           "sampler_rows", "SAMPLER_HEADERS", "read_aloud", "chunk_rows", "CHUNK_HEADERS"]
 
 TEST_MODE_VARIABLE = "TORTOISE_LAB_TEST_MODE"
 EMBEDDED_VOICE = EMBEDDED_DEFAULT_VOICE  # the voice the embedded model speaks in when none is given
@@ -99,14 +103,16 @@ def markdown_table(rows: list[tuple] | list[list], headers: tuple[str, ...]) -> 
 
 
 def audio_player(speech_or_wav: Speech | torch.Tensor, sample_rate: int | None = None):
-    """An inline player (``IPython.display.Audio``) for a ``Speech`` or a (1, N) waveform."""
+    """An inline player (``IPython.display.Audio``, at the level it was made: not normalised) for a ``Speech``, a
+    (1, N) or (N,) waveform, or (C, N) channels (a raw stereo recording plays in stereo)."""
     from IPython.display import Audio
 
     if isinstance(speech_or_wav, Speech):
         wav, sample_rate = speech_or_wav.wav, speech_or_wav.sample_rate
     else:
         wav = speech_or_wav
-    return Audio(wav.reshape(-1).numpy(), rate=sample_rate, normalize=False)
+    samples = wav if wav.dim() == 2 and wav.shape[0] > 1 else wav.reshape(-1)
+    return Audio(samples.float().numpy(), rate=sample_rate, normalize=False)
 
 
 def preset_tour(tts: TextToSpeech, text: str, voice, presets: tuple[str, ...], seed: int, sample_divisor: int = 1,
@@ -218,3 +224,148 @@ def audio_checks(speech_or_wav: Speech | torch.Tensor, text: str | None = None,
         slow, fast = CHARACTERS_PER_SECOND
         checks["duration fits the text"] = characters / fast <= seconds <= characters / slow + PAUSES_S
     return checks
+
+# ------------------------------------------------------------------------------------------------ listening
+# Players and spectrograms for audio a reader compares. A player is plain HTML (``IPython.display.Audio``), not a
+# widget, so a saved notebook keeps it. An item is (label, Speech) or (label, waveform, sample rate).
+
+
+def _labelled(item: tuple) -> tuple[str, torch.Tensor, int]:
+    label, audio, *rate = item
+    if isinstance(audio, Speech):
+        return str(label), audio.wav, audio.sample_rate
+    if len(rate) != 1:
+        raise ValueError(f"{label!r}: a waveform needs its sample rate, as (label, wav, sample_rate).")
+    return str(label), audio, int(rate[0])
+
+
+def players(items: list[tuple], columns: int | None = None):
+    """One ``IPython.display.HTML``: a labelled player for each item, ``columns`` to a row (default: all in one
+    row, side by side)."""
+    from IPython.display import HTML
+
+    entries = [_labelled(item) for item in items]
+    columns = columns or max(1, len(entries))
+    cells = [f"<td style='text-align:left; vertical-align:top'><b>{escape(label)}</b><br>"
+             f"{audio_player(wav, rate)._repr_html_()}</td>" for label, wav, rate in entries]
+    rows = ["<tr>" + "".join(cells[i:i + columns]) + "</tr>" for i in range(0, len(cells), columns)]
+    return HTML("<table>" + "".join(rows) + "</table>")
+
+
+def plot_spectrograms(items: list[tuple], columns: int | None = None, panel_size: tuple[float, float] = (5.0, 2.6)):
+    """The log-mel spectrogram (``compare.plot_spectrogram``) of each item, titled with its label, ``columns`` to a
+    row (default: all side by side), on one time axis and one colour scale (so a noise floor that one lacks shows);
+    (C, N) channels are mixed to mono. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from tortoise_lab.tools.compare import plot_spectrogram
+
+    entries = [_labelled(item) for item in items]
+    columns = columns or max(1, len(entries))
+    rows = -(-len(entries) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(panel_size[0] * columns, panel_size[1] * rows),
+                                sharex=True, squeeze=False, constrained_layout=True)
+    for axis, (label, wav, rate) in zip(axes.flat, entries):
+        plot_spectrogram(wav.float().mean(0) if wav.dim() == 2 else wav, rate, title=label, axis=axis)
+        axis.label_outer()  # axis labels on the outer panels only
+    for axis in axes.flat[len(entries):]:
+        axis.set_axis_off()
+    images = [image for axis in axes.flat[:len(entries)] for image in axis.get_images()]
+    low, high = min(image.get_array().min() for image in images), max(image.get_array().max() for image in images)
+    for image in images:
+        image.set_clim(low, high)  # the colour bars follow
+    return figure
+
+
+@dataclass
+class BeforeAfter:
+    """A prepared clip beside the raw samples it was cut from."""
+
+    source: str  # the raw recording's file name
+    clip: str  # the prepared clip's file name in the voice folder
+    raw: torch.Tensor  # (C, N) the recording over the clip's span, every channel, at its own rate
+    raw_rate: int
+    prepared: torch.Tensor  # (1, M) the clip as written (mono, denoised, levelled, faded)
+    prepared_rate: int
+
+
+def before_and_after(report, clips_per_source: int = 1) -> list[BeforeAfter]:
+    """What voice preparation did, to hear and to see: for each kept recording of a ``PrepReport``, its first
+    ``clips_per_source`` clips, each beside the same span of the raw recording (the clip's start and end in the
+    source), read from the files."""
+    from tortoise_lab.audio import read_audio
+
+    pairs = []
+    for source in (s for s in report.sources if s.kept):
+        channels, rate = read_audio(source.source)  # (C, N)
+        for clip in source.clips[:clips_per_source]:
+            prepared, prepared_rate = read_audio(Path(report.voice_dir) / clip.file)  # (1, M)
+            span = channels[:, round(clip.start_s * rate):round(clip.end_s * rate)]
+            pairs.append(BeforeAfter(Path(source.source).name, clip.file, span, rate, prepared, prepared_rate))
+    return pairs
+
+
+def choose_diffusion_models(test_mode: bool = False, models_dir: str | None = None, device: str | None = None,
+                            size: str = "tortoise-v2") -> NotebookModels:
+    """A model set that decodes by diffusion, for showing samplers and steps (the embedded model decodes with its
+    code book, so there the sampler changes nothing). Outside test mode the official weights when present;
+    otherwise (and in test mode) random tiny weights: every stage runs, the audio is noise. (``size``: files in
+    the official format at another size, for tests.)"""
+    choice = "official" if not test_mode and not missing_weights(models_dir) else "tiny"
+    chosen = resolve_models(choice, models_dir, device, size=size)
+    return NotebookModels(chosen.name, chosen.models, chosen.message)
+
+
+def sampler_sweep(tts: TextToSpeech, text: str, voice, samplers: tuple[str, ...], steps: tuple[int, ...],
+                  seed: int, preset: str = "ultra_fast", **overrides) -> dict[tuple[str, int], Speech]:
+    """The same text, voice and seed decoded by each diffusion sampler (``config.SAMPLERS``) at each step count.
+    The seed's draws come in a fixed order, autoregressive first, so every run ranks and decodes the same codes:
+    only the diffusion differs."""
+    return {(sampler, count): tts.tts(text, voice=voice, preset=preset, seed=seed,
+                                      **{**overrides, "sampler": sampler, "diffusion_iterations": count})
+            for sampler in samplers for count in steps}
+
+
+SAMPLER_HEADERS = ("sampler", "steps", "diffusion s", "took s", "audio s")
+DECODE_STAGE = "diffusion_and_vocoder"  # stages/decode.py's timing name for diffusion (or code book) + vocoder
+
+
+def sampler_rows(results: dict[tuple[str, int], Speech]) -> list[tuple]:
+    """``sampler_sweep`` results as table rows (``SAMPLER_HEADERS``)."""
+    return [(sampler, count, f"{speech.timings.get(DECODE_STAGE, 0.0):.2f}", f"{speech.timings['total']:.2f}",
+             f"{speech.duration:.2f}") for (sampler, count), speech in results.items()]
+
+
+def read_aloud(tts: TextToSpeech, text: str, voice: str, output_dir: str | Path, seed: int, name: str = "story",
+              preset: str = "ultra_fast", **overrides):
+    """``tortoise-lab read`` from Python on a string: writes it to ``output_dir/<name>.txt``, cuts it into the chunks
+    the model takes (``reading.read_chunks``) and reads them in ``voice`` (``reading.read_voice``) into
+    ``output_dir/<name>/<voice>/``: one WAV and sidecar per chunk, ``manifest.json`` and ``combined.wav``. Run
+    again, finished chunks are kept. Returns the ``ReadResult`` and the notes on how the text was cut."""
+    from tortoise_lab.config import Settings
+    from tortoise_lab.files import write_text
+    from tortoise_lab.reading import check_chunks, read_chunks, read_voice
+
+    text_file = Path(output_dir) / f"{name}.txt"
+    write_text(text_file, text)
+    settings = Settings.from_preset(preset, device=str(tts.device), **overrides)
+    chunks, notes = read_chunks(tts, text, settings)
+    check_chunks(tts, chunks, settings)
+    result = read_voice(tts, text_file, chunks, voice, settings, output_dir, seed=seed, fallback_seed=seed,
+                        command=["workspace.read_aloud", str(text_file), "-v", voice])
+    return result, notes
+
+
+CHUNK_HEADERS = ("chunk", "seed", "audio s", "text")
+
+
+def chunk_rows(result) -> list[tuple]:
+    """A ``read`` run's chunks (from its ``manifest.json``) as table rows (``CHUNK_HEADERS``)."""
+    import soundfile
+
+    from tortoise_lab.files import read_json
+    from tortoise_lab.reading import MANIFEST_NAME
+
+    manifest = read_json(result.folder / MANIFEST_NAME)
+    return [(entry["index"], entry["seed"], f"{soundfile.info(str(result.folder / entry['wav'])).duration:.2f}",
+             entry["text"]) for entry in manifest["chunks"]]
