@@ -24,7 +24,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-READING_ORDER = ("01_installation", "02_presets", "03_optimisations", "04_custom_voice", "05_playground")
+READING_ORDER = ("01_installation", "02_presets", "03_optimisations", "04_custom_voice", "05_playground",
+                 "06_listening")
 KERNEL = "tortoise-lab"
 SHELL_OUT = re.compile(r"^\s*(!|%pip|%conda|%%bash|%%sh|%system)|subprocess|os\.system", re.MULTILINE)
 LAB_START_TIMEOUT_S = 90
@@ -42,7 +43,7 @@ def read(path: Path):
     return nbformat.read(path, as_version=4)
 
 
-def test_the_five_notebooks_are_there_in_reading_order():
+def test_the_notebooks_are_there_in_reading_order():
     assert [p.stem for p in notebook_paths()] == list(READING_ORDER)
 
 
