@@ -91,6 +91,7 @@ def test_quick_run_without_reference_writes_the_json_file(weights_dir, tmp_path)
     (["--max-mel-tokens", "0"], "--max-mel-tokens must be between 1 and"),
     (["--preset", "turbo"], "Unknown preset 'turbo'"),
     (["--against-reference", "--preset", FASTER_PRESET], "The reference runs only upstream's presets"),
+    (["--embedded"], "bench --embedded times the embedded model's defaults and takes no --quick; drop it."),
 ])
 def test_a_bad_option_is_one_clear_error(argv, message, capsys):
     assert cli.main(["bench", "--quick", *argv]) == cli.EXIT_BAD_INPUT
@@ -107,3 +108,21 @@ def test_every_config_is_documented_and_the_faster_preset_is_a_preset():
     from tortoise_lab.config import PRESETS
 
     assert FASTER_PRESET in PRESETS and all(config.description for config in CONFIGS.values())
+
+
+def test_the_embedded_benchmark_times_the_defaults_beside_the_previous_ones(tmp_path):
+    from tortoise_lab.model_set import EMBEDDED_PRESETS
+    from tortoise_lab.tools.bench.embedded import run_embedded_benchmark
+
+    text = "The first short sentence. The second short sentence."
+    record = run_embedded_benchmark(text, repeats=1, out_dir=tmp_path, log=lambda message: None)
+    before, after = record["configurations"]["previous defaults"], record["configurations"]["defaults"]
+    assert before["samples"] == 96 and before["chunks"] == 1  # the official fast preset, upstream's chunk lengths
+    assert after["samples"] == EMBEDDED_PRESETS["fast"]["num_autoregressive_samples"] and after["chunks"] == 2
+    assert record["speedup"] == pytest.approx(before["median_s"] / after["median_s"], rel=0.01)
+    assert after["rtf"] == pytest.approx(after["median_s"] / after["audio_s"], rel=0.01)
+    assert json.loads((tmp_path / "bench-embedded.json").read_text())["configurations"].keys() == {
+        "previous defaults", "defaults"}
+    assert "as fast as the previous defaults" in (tmp_path / "bench-embedded.md").read_text()
+    with pytest.raises(ValueError, match="at least 1"):
+        run_embedded_benchmark(text, repeats=0)

@@ -67,9 +67,8 @@ def test_a_result_fills_the_player_spectrogram_bar_and_status(first):
     assert not first.button.disabled and first.stop_button.disabled and not first.stopped
     assert speech.model in first.status.value and "seed 5" in first.status.value
     assert "in " in first.status.value  # timings
-    # The only thing to explain: the preset's 500 codes are more than the embedded model draws (it draws 300).
-    assert speech.notes == [n for n in speech.notes if "max_mel_tokens is 300" in n] and len(speech.notes) == 1
-    assert "max_mel_tokens is 300" in first.status.value
+    # The embedded model's presets are its own (300 codes at most, not the official 500): no clamping to explain.
+    assert not any("max_mel_tokens" in note for note in speech.notes) and speech.settings["max_mel_tokens"] == 300
 
 
 def test_same_choices_same_audio_and_cpu_only_options_say_why(tts, first):
@@ -102,7 +101,8 @@ def test_the_bar_follows_every_step_to_the_total(tts):
     ar = [(value, total) for stage, value, total in seen if stage == "autoregressive"]
     assert ar[-1] == (speech.settings["max_mel_tokens"],) * 2  # one batch of max_mel_tokens steps, to the end
     assert [value for value, _ in ar] == sorted(value for value, _ in ar) and len(ar) > 5  # step by step, forwards
-    assert seen[-1] == ("decoding", 2, 2)  # the embedded model's decoder, one step per candidate
+    # The embedded model's decoder, one step per candidate (", drawn again" when "Hi." came out too long at first).
+    assert seen[-1][0] in ("decoding", "decoding, drawn again") and seen[-1][1:] == (2, 2)
 
 
 @pytest.fixture(scope="module")

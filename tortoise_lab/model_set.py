@@ -23,6 +23,7 @@ from tortoise_lab.checkpoints import FORMATS, load_weights
 from tortoise_lab.config import Settings
 from tortoise_lab.device import choose_device
 from tortoise_lab.stages.decode import CodebookGriffinLim, DiffusionVocoder
+from tortoise_lab.stages.pacing import SpeechRate
 from tortoise_lab.stages.rerank import ClvpRanker, LikelihoodRanker
 from tortoise_lab.stages.sampling import NO_QUIRKS, UPSTREAM_QUIRKS, SamplingQuirks
 from tortoise_lab.models.clvp import CLVP, CLVPConfig
@@ -72,6 +73,14 @@ class ModelSet:
     decoder: DiffusionVocoder | CodebookGriffinLim | None = None  # chosen rows -> audio (stages/decode.py)
     quirks: SamplingQuirks = UPSTREAM_QUIRKS  # what its sampling reproduces of upstream's generate()
     has_random_voice: bool = True  # whether it has the random-latent generators (the "random" voice)
+    # How long a chunk of text may be, (desired, max) characters as text.split_text takes them: None for upstream's
+    # lengths. The embedded set says what it was trained on (its manifest's speech profile).
+    chunk_lengths: tuple[int, int] | None = None
+    # The speaking rates its voices read at: each chunk's duration is checked against it (stages/pacing.py);
+    # None where the audio says nothing (random weights).
+    speech_rate: SpeechRate | None = None
+    # Per preset, what this set draws differently from the preset table (config.PRESETS): its own budget.
+    presets: dict[str, dict] = field(default_factory=dict)
     _cvvp: CVVP | None = field(default=None, repr=False)
     _rlg: tuple[RandomLatentConverter, RandomLatentConverter] | None = field(default=None, repr=False)
     device: torch.device = torch.device("cpu")
@@ -93,9 +102,15 @@ class ModelSet:
         return self.gpt.config.max_text_tokens
 
     def fit(self, settings: Settings) -> tuple[Settings, list[str]]:
-        """``settings`` within what this set can do, and a note for each change. A default (the preset's) beyond a
-        limit is clamped to it; a value the user chose (``settings.explicit``) is refused: ValueError, one
-        sentence naming the setting and the limit."""
+        """``settings`` within what this set can do, and a note for each change. The preset's values become this
+        set's own (``presets``) where the user chose none. A default (the preset's) beyond a limit is clamped to
+        it; a value the user chose (``settings.explicit``) is refused: ValueError, one sentence naming the
+        setting and the limit."""
+        own = {k: v for k, v in self.presets.get(settings.preset, {}).items() if k not in settings.explicit}
+        if "num_autoregressive_samples" in own:  # never fewer samples than the candidates asked for
+            own["num_autoregressive_samples"] = max(own["num_autoregressive_samples"], settings.candidates)
+        if own:
+            settings = settings.replace(explicit=False, **own)
         limit = self.max_mel_tokens
         if settings.max_mel_tokens <= limit:
             return settings, []
@@ -180,6 +195,7 @@ def official_models(models_dir: str | Path | None = None, device: str | torch.de
         vocoder=load(UnivNetGenerator(VocoderConfig.from_name(size)), "vocoder.pth", "vocoder"),
         _cvvp_loader=lambda: load(CVVP(CVVPConfig.from_name(size)), "cvvp.pth", "cvvp"),
         _rlg_loader=rlg,
+        speech_rate=OFFICIAL_SPEECH_RATE if size == "tortoise-v2" else None,  # other sizes: test files, noise
     ).to(device)
 
 
@@ -192,6 +208,26 @@ EMBEDDED_DEFAULT_VOICE = "espeak_us_m3"
 # The embedded set's mel decoder and vocoder: what `python -m tortoise_lab.train decoders` measured best (README).
 EMBEDDED_CHAIN = ("codebook", "griffin-lim")
 EMBEDDED_DESCRIPTION = "the embedded tiny model (trained on espeak-ng speech; codebook mel decoder + Griffin-Lim)"
+# A chunk's speech may be this much slower or faster than the slowest (1st percentile) and fastest (99th) rate
+# measured before it counts as clearly wrong: drawn speech varies more than espeak-ng's own.
+RATE_MARGIN = 1.5
+# The official model's voices: upstream's voice clips come without transcripts, so their rates cannot be measured
+# here. The range is espeak-ng's on the embedded corpus (11.4-18.7 letters a second, 1st-99th percentile,
+# `python -m tortoise_lab.train profile`) widened twice as far as the embedded model's: real speakers vary more.
+OFFICIAL_SPEECH_RATE = SpeechRate(11.4 / 2 / RATE_MARGIN, 18.7 * 2 * RATE_MARGIN,
+                                  "espeak-ng's rates on the embedded corpus, widened for real speakers")
+SHORTEST_CHUNK_LENGTH = 20  # characters: a profile never makes chunks shorter than this
+# The embedded set's own sample budgets, from `python -m tortoise_lab.train samples` (README "The embedded model"):
+# 1, 2 and 4 samples rank to the same quality within its error, 8 is better and 32 best; 2 keeps the main job
+# (fast) under a third of real time on a 2-core CPU, where 4 and 8 do not. Ranking: its own likelihood at every
+# budget (it has no CLVP).
+EMBEDDED_PRESETS: dict[str, dict] = {
+    "ultra_fast": {"num_autoregressive_samples": 1},
+    "fast": {"num_autoregressive_samples": 2},
+    "standard": {"num_autoregressive_samples": 8},
+    "high_quality": {"num_autoregressive_samples": 32},
+    "ultra_fast_int8_dpm": {"num_autoregressive_samples": 1},
+}
 
 
 def embedded_available(folder: str | Path | None = None) -> bool:
@@ -242,7 +278,23 @@ def embedded_models(folder: str | Path | None = None, device: str | torch.device
         _cvvp_loader=unavailable("CVVP model"), _rlg_loader=unavailable("random-voice generator"),
         quantizer=quantizer, ranker=LikelihoodRanker(gpt),
         decoder=CodebookGriffinLim(quantizer, gpt.config.stop_mel_token), quirks=NO_QUIRKS, has_random_voice=False,
+        # Its presets draw as many codes as it can (the official 500 would be clamped, with a note, on every run).
+        presets={name: {**own, "max_mel_tokens": gpt.config.max_mel_tokens} for name, own in EMBEDDED_PRESETS.items()},
+        **_trained_speech(manifest.get("speech")),
     ).to(device)
+
+
+def _trained_speech(profile: dict | None) -> dict:
+    """ModelSet fields from a manifest's speech profile (``train.corpus.speech_profile``): chunks of one sentence
+    (or less: the longest text it was trained on, its 99th percentile) and the duration check's rates (the
+    corpus's 1st to 99th percentile, widened by ``RATE_MARGIN``). A set trained before profiles were recorded
+    gets neither: run ``python -m tortoise_lab.train profile`` on it."""
+    if not profile:
+        return {}
+    rates, lengths = profile["letters_per_second"], profile["text_characters"]
+    return {"chunk_lengths": (1, max(SHORTEST_CHUNK_LENGTH, int(lengths["p99"]))),
+            "speech_rate": SpeechRate(rates["p1"] / RATE_MARGIN, rates["p99"] * RATE_MARGIN,
+                                      f"its training corpus ({profile['utterances']} utterances)")}
 
 
 def _files_fingerprint(paths: list[Path]) -> str:

@@ -2,7 +2,10 @@
 
     text ─► chunks ─► text_tokens ─► conditioning latents (stages/conditioning) ─► codes (stages/sampling)
          ─► ranking (the set's ranker, stages/rerank) ─► the best rows ─► audio (the set's decoder, stages/decode)
-         ─► redaction of [bracketed] text (stages/redaction) ─► wav
+         ─► redaction of [bracketed] text (stages/redaction) ─► a duration check (stages/pacing) ─► wav
+
+A chunk whose speech is clearly too short or too long for its words (the set's ``speech_rate``) is drawn once more
+with the next seed (the run's seed + chunk number + 1); a note says so, and names the chunk when it stays wrong.
 
 ``TextToSpeech.tts`` runs the stages for each chunk of the text and returns one ``Speech``. All randomness
 comes from one ``torch.Generator`` seeded with the run's seed, drawn in a fixed order, so the same seed and
@@ -17,10 +20,11 @@ import torch
 from tqdm.auto import tqdm
 
 from tortoise_lab import __version__
-from tortoise_lab.config import OUTPUT_SAMPLE_RATE, TEXT_SPLIT_MAX, InferenceOptions, Settings, draw_seed
+from tortoise_lab.config import OUTPUT_SAMPLE_RATE, SEED_RANGE, TEXT_SPLIT_MAX, InferenceOptions, Settings, draw_seed
 from tortoise_lab.device import choose_device
 from tortoise_lab.model_set import ModelSet
 from tortoise_lab.stages.conditioning import voice_latents
+from tortoise_lab.stages.pacing import count_letters, speech_seconds
 from tortoise_lab.stages.redaction import parse_redactions
 from tortoise_lab.stages.rerank import best_rows
 from tortoise_lab.stages.sampling import PreparedDecoder, StepCallback, prepare_decoder, sample_codes
@@ -99,13 +103,17 @@ class TextToSpeech:
     def chunks(self, text: str, settings: Settings, marker: str | None = None) -> tuple[list[str], list[str]]:
         """The chunks ``text`` is spoken in (``text.fit_chunks``: each within the model's text limit unless the user
         chose the lengths), and a note when the default lengths had to shrink for this model."""
-        limit = self.models.max_text_tokens
+        limit, trained = self.models.max_text_tokens, self.models.chunk_lengths
         chunks, lengths = fit_chunks(text, settings.text_split,
-                                     lambda chunk: len(self.tokenizer.model_ids(chunk)) <= limit, marker)
-        if lengths is None:
-            return chunks, []
-        return chunks, [f"The text was split into {len(chunks)} chunks of at most {lengths[1]} characters (not the "
-                        f"default {TEXT_SPLIT_MAX}) to fit this model's limit of {limit - 1} text tokens."]
+                                     lambda chunk: len(self.tokenizer.model_ids(chunk)) <= limit, marker, trained)
+        if lengths is not None:
+            return chunks, [f"The text was split into {len(chunks)} chunks of at most {lengths[1]} characters (not "
+                            f"the default {(trained or (0, TEXT_SPLIT_MAX))[1]}) to fit this model's limit of "
+                            f"{limit - 1} text tokens."]
+        if trained is not None and settings.text_split is None and len(chunks) > 1 and not (marker and marker in text):
+            return chunks, [f"The text is spoken in {len(chunks)} chunks of one sentence or less (at most {trained[1]} "
+                            "characters): this model was trained on single sentences."]
+        return chunks, []
 
     def prepare(self, settings: Settings) -> tuple[PreparedDecoder, list[str]]:
         """Build, once per option set, what ``settings`` runs with: the AR decoder with its speed-ups (KV cache,
@@ -122,7 +130,8 @@ class TextToSpeech:
         """Speak ``text`` in ``voice`` (default: a random voice) with ``settings`` (default: the preset's, with
         ``overrides``). Returns one ``Speech``, whatever the options. ``on_step(stage, done, total)``, if given, hears
         every AR step and every diffusion step ("autoregressive", "diffusion"; "decoding" for a code book decoder;
-        ", chunk i/n" added when the text has several chunks); an exception it raises ends the run, unchanged."""
+        ", chunk i/n" added when the text has several chunks, ", drawn again" for a chunk drawn again); an exception
+        it raises ends the run, unchanged."""
         settings = settings or Settings.from_preset(preset)
         if overrides:
             settings = settings.replace(**overrides)
@@ -152,8 +161,15 @@ class TextToSpeech:
                 if on_step is not None and len(chunks) > 1:
                     report = (lambda stage, done, total, label=f", chunk {index + 1}/{len(chunks)}":
                               on_step(stage + label, done, total))
-                wavs, best, scores = self._speak_chunk(chunk, latents, ar_mels, settings, decoder, generator,
-                                                       timer, notes, report)
+                def speak(chunk_generator, again=False, chunk=chunk, report=report):
+                    if again and report is not None:  # a redraw's steps start from 0 again: say which they are
+                        report = (lambda stage, done, total, first=report: first(stage + ", drawn again", done, total))
+                    return self._speak_chunk(chunk, latents, ar_mels, settings, decoder, chunk_generator, timer,
+                                             notes, report)
+
+                label = f"Chunk {index + 1} of {len(chunks)}" if len(chunks) > 1 else "The speech"
+                wavs, best, scores = self._paced(speak(generator), speak, chunk, label, (seed + index + 1) % SEED_RANGE,
+                                                 settings, notes)
                 chunk_wavs.append([w.float().cpu() for w in wavs])
                 all_codes.append(best.cpu())
                 all_scores.append(scores.float().cpu())
@@ -161,6 +177,35 @@ class TextToSpeech:
         return Speech(wav=candidates[0], sample_rate=SAMPLE_RATE, seed=seed, text=text, voice=voice.name,
                       settings=settings.to_dict(), candidates=candidates, codes=all_codes, scores=all_scores,
                       chunks=chunks, timings=timer.seconds, model=self.models.description, notes=notes)
+
+    def _paced(self, take, speak, chunk: str, label: str, redraw_seed: int, settings: Settings, notes: list[str]):
+        """``take`` (k waveforms, codes, scores), or ``speak(generator)``'s redraw with ``redraw_seed`` when the best
+        waveform's speech is clearly too short or too long for the chunk (``stages.pacing``); a note either way."""
+        rate = self.models.speech_rate
+        if rate is None:
+            return take
+        heard = chunk
+        if settings.redact and self.aligner is not None and ("[" in chunk or "]" in chunk):
+            plan = parse_redactions(chunk)  # the audio was cut to the kept spans
+            heard = " ".join(plan.spoken_text[first:last + 1] for first, last in plan.kept)
+        verdict = rate.judge(heard, take[0][0], SAMPLE_RATE)
+        if verdict is None:
+            return take
+        again = speak(torch.Generator(device=self.device).manual_seed(redraw_seed), again=True)
+        shortest, longest = rate.needed_seconds(heard)
+        expected = f"where {shortest:.1f}-{longest:.1f} s were expected for {count_letters(heard)} letters"
+        first = speech_seconds(take[0][0], SAMPLE_RATE)
+        if rate.judge(heard, again[0][0], SAMPLE_RATE) is None:
+            notes.append(f"{label} came out too {verdict} ({first:.1f} s of speech {expected}) and was drawn again "
+                         f"with seed {redraw_seed}.")
+            return again
+        second = speech_seconds(again[0][0], SAMPLE_RATE)
+        miss = lambda seconds: max(shortest - seconds, seconds - longest)  # noqa: E731 - how far outside the range
+        kept, seconds = (take, first) if miss(first) <= miss(second) else (again, second)
+        notes.append(f"{label} ({chunk[:50]!r}) is too {rate.judge(heard, kept[0][0], SAMPLE_RATE)}: {seconds:.1f} s "
+                     f"of speech {expected}, also when drawn again with seed {redraw_seed}; listen to it, and split "
+                     "the text or try another seed.")
+        return kept
 
     def _speak_chunk(self, chunk, latents, ar_mels, settings, decoder, generator, timer, notes, on_step=None):
         """One chunk through sampling, ranking, decoding and redaction: (k waveforms, (k, T) codes, (N,) scores)."""

@@ -320,17 +320,20 @@ def chunk_text(text: str, text_split: tuple[int, int] | None = None, marker: str
 
 
 def fit_chunks(text: str, text_split: tuple[int, int] | None, fits: Callable[[str], bool],
-               marker: str | None = None) -> tuple[list[str], tuple[int, int] | None]:
+               marker: str | None = None, model_split: tuple[int, int] | None = None,
+               ) -> tuple[list[str], tuple[int, int] | None]:
     """``chunk_text``, with the default lengths shortened (by a quarter at a time) until every chunk ``fits`` the
     model. Returns (chunks, the (desired, max) lengths used when they are not the defaults, else None).
 
-    Lengths the user gave (``text_split``) and chunks cut at a marker are kept as they are: a chunk of theirs that
-    does not fit is for the caller to refuse.
+    ``model_split``: the model's own (desired, max) lengths, used instead of upstream's when the user gave none; the
+    text is then always split by them (a model trained on single sentences hears one at a time). Lengths the user
+    gave (``text_split``) and chunks cut at a marker are kept as they are: a chunk of theirs that does not fit is
+    for the caller to refuse.
     """
-    chunks = chunk_text(text, text_split, marker)
+    chunks = chunk_text(text, text_split or model_split, marker)
     if text_split is not None or (marker is not None and marker in text) or all(fits(c) for c in chunks):
         return chunks, None
-    desired, maximum = TEXT_SPLIT_DESIRED, TEXT_SPLIT_MAX
+    desired, maximum = model_split or (TEXT_SPLIT_DESIRED, TEXT_SPLIT_MAX)
     while maximum > SHORTEST_FITTED_CHUNK:
         maximum = max(SHORTEST_FITTED_CHUNK, maximum * 3 // 4)
         desired = max(1, min(desired, maximum * 2 // 3))

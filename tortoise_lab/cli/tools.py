@@ -14,6 +14,7 @@ BENCH_EXAMPLES = """examples:
   tortoise-lab bench --quick --against-reference --out-dir bench-quick   # smoke test, a minute or two
   tortoise-lab bench --against-reference --out-dir bench-out             # the full table (official sizes)
   tortoise-lab bench --configs kv_cache,ultra_fast_int8_dpm --repeats 1
+  tortoise-lab bench --embedded --out-dir bench-embedded                 # the embedded model's main job, RTF
 """
 
 
@@ -53,11 +54,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             check_output_folder(path, flag)
     if args.json is not None:
         check_output_file(args.json, "--json")
+    if args.embedded:
+        return _bench_embedded(args)
     try:
         records = run_benchmark(quick=args.quick, against_reference=args.against_reference,
-                                max_mel_tokens=args.max_mel_tokens, preset=args.preset, repeats=args.repeats,
+                                max_mel_tokens=args.max_mel_tokens, preset=args.preset or "ultra_fast",
+                                repeats=args.repeats,
                                 configs=args.configs or DEFAULT_CONFIGS, json_path=args.json, out_dir=args.out_dir,
-                                seed=args.seed, weights_dir=args.weights_dir, device=args.device)
+                                seed=args.seed, weights_dir=args.weights_dir, device=args.device,
+                                **({"text": args.text} if args.text else {}))
     except ValueError as error:
         raise CliError(str(error)) from None
     except FileNotFoundError as error:
@@ -175,6 +180,24 @@ def add_train_parser(verbs) -> None:
     train.add_argument("train_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # main() hands these on
 
 
+def _bench_embedded(args: argparse.Namespace) -> int:
+    """``bench --embedded``: the embedded model's main job, its defaults beside the previous ones."""
+    from tortoise_lab.tools.bench.embedded import run_embedded_benchmark
+
+    unused = [flag for flag, value in (("--quick", args.quick), ("--against-reference", args.against_reference),
+                                       ("--configs", args.configs), ("--max-mel-tokens", args.max_mel_tokens),
+                                       ("--weights-dir", args.weights_dir)) if value]
+    if unused:
+        raise CliError(f"bench --embedded times the embedded model's defaults and takes no {unused[0]}; drop it.")
+    try:
+        run_embedded_benchmark(**({"text": args.text} if args.text else {}), preset=args.preset or "fast",
+                               repeats=args.repeats or 3, seed=args.seed, device=args.device, out_dir=args.out_dir,
+                               json_path=args.json)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    return 0
+
+
 def _add_bench_parser(verbs) -> None:
     bench = verbs.add_parser("bench", help="time each stage per option combination, beside upstream tortoise-tts",
                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EXAMPLES,
@@ -187,8 +210,13 @@ def _add_bench_parser(verbs) -> None:
                        help="also run upstream tortoise-tts from .venv-ref (or $TORTOISE_LAB_REF_PYTHON)")
     bench.add_argument("--max-mel-tokens", type=int, default=None, metavar="N",
                        help="AR codes drawn per sample (random weights never stop early; default 48, quick 16)")
-    bench.add_argument("-p", "--preset", default="ultra_fast", metavar="PRESET",
-                       help="the preset the option configurations run (default: ultra_fast)")
+    bench.add_argument("--embedded", action="store_true",
+                       help="time the embedded model's main job on a paragraph: its defaults beside the previous "
+                            "defaults (writes bench-embedded.json/.md and WAVs with --out-dir)")
+    bench.add_argument("--text", default=None, metavar="TEXT",
+                       help="the text spoken (default: a pangram; with --embedded, a paragraph of twelve sentences)")
+    bench.add_argument("-p", "--preset", default=None, metavar="PRESET",
+                       help="the preset the option configurations run (default: ultra_fast; fast with --embedded)")
     bench.add_argument("--repeats", type=int, default=None, metavar="N",
                        help="timed runs per configuration (default: 3; 1 with the KV cache off; 1 with --quick)")
     bench.add_argument("--configs", type=_config_list, default=None, metavar="A,B,...",

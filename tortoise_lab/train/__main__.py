@@ -46,12 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     return dataclass_parser(TrainConfig, "python -m tortoise_lab.train",
                             "Train the embedded TorToiSe-shaped model (resumable: re-run the same command to continue). "
                             "Also: `decoders` (train and compare a diffusion decoder and a UnivNet vocoder), "
-                            "`crosseval` (evaluate a model set on another run's test sentences) and `vqvae` (a VQ-VAE "
-                            "quantiser measured against k-means); each has --help.")
+                            "`crosseval` (evaluate a model set on another run's test sentences), `profile` (record a "
+                            "set's speech profile in its manifest), `samples` (quality against AR samples drawn) and `vqvae` (a VQ-VAE quantiser measured against "
+                            "k-means); each has --help.")
 
 
 # Further training commands, reached as `python -m tortoise_lab.train NAME ...` (or `tortoise-lab train NAME ...`).
-SUBCOMMANDS = {name: f"tortoise_lab.train.experiments.{name}" for name in ("decoders", "crosseval", "vqvae")}
+SUBCOMMANDS = {name: f"tortoise_lab.train.experiments.{name}" for name in ("decoders", "crosseval", "vqvae", "profile", "samples")}
 
 
 def main(argv: list[str] | None = None) -> int:

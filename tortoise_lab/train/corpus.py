@@ -33,8 +33,8 @@ from tortoise_lab.audio import INPUT_SAMPLE_RATE
 from tortoise_lab.files import atomic_path
 from tortoise_lab.train.sentences import Sentences
 
-__all__ = ["EspeakVoice", "VOICES", "TEST_VOICES", "Corpus", "synthesize",
-           "tone_speech", "build_corpus", "espeak_available"]
+__all__ = ["EspeakVoice", "VOICES", "TEST_VOICES", "Corpus", "synthesize", "tone_speech", "corpus_plan",
+           "build_corpus", "espeak_available", "speech_profile", "profile_indices"]
 
 PCM_SCALE = 32_768.0  # int16 <-> float
 WAV_HEADER_BYTES = 44  # espeak-ng --stdout writes a plain 44-byte RIFF header, then 16-bit mono PCM
@@ -185,23 +185,31 @@ def _load_npz(path: Path) -> Corpus:
                   tuple(EspeakVoice(**v) for v in meta["voices"]))
 
 
-def build_corpus(sentences: Sentences, voices: tuple[EspeakVoice, ...] = VOICES, backend: str = "espeak",
-                 cache_dir: str | Path | None = None, workers: int = 2, seed: int = 0,
-                 eval_voices_per_sentence: int = 1, progress: bool = False) -> Corpus:
-    """Speak the sentences. Each training sentence gets one voice (round-robin over a seeded shuffle, so voices
-    are balanced); each held-out sentence gets ``eval_voices_per_sentence`` voices. Cached by recipe."""
+def corpus_plan(sentences: Sentences, voice_count: int, seed: int = 0,
+                eval_voices_per_sentence: int = 1) -> tuple[list[str], list[int], list[str]]:
+    """(texts, voice_ids, splits) of the corpus ``build_corpus`` speaks: each training sentence gets one voice
+    (round-robin over a seeded shuffle, so voices are balanced); each held-out sentence gets
+    ``eval_voices_per_sentence`` voices."""
     rng = random.Random(seed)
     texts, voice_ids, splits = [], [], []
     for split, items, per in (("train", sentences.train, 1), ("held_out", sentences.held_out, eval_voices_per_sentence),
                               ("unseen", sentences.unseen, eval_voices_per_sentence)):
-        order = list(range(len(voices)))
+        order = list(range(voice_count))
         for k, text in enumerate(items):
-            if k % len(voices) == 0:
+            if k % voice_count == 0:
                 rng.shuffle(order)
             for j in range(per):
                 texts.append(text)
-                voice_ids.append(order[(k + j) % len(voices)])
+                voice_ids.append(order[(k + j) % voice_count])
                 splits.append(split)
+    return texts, voice_ids, splits
+
+
+def build_corpus(sentences: Sentences, voices: tuple[EspeakVoice, ...] = VOICES, backend: str = "espeak",
+                 cache_dir: str | Path | None = None, workers: int = 2, seed: int = 0,
+                 eval_voices_per_sentence: int = 1, progress: bool = False) -> Corpus:
+    """Speak the sentences, as ``corpus_plan`` assigns them to voices. Cached by recipe."""
+    texts, voice_ids, splits = corpus_plan(sentences, len(voices), seed, eval_voices_per_sentence)
     recipe = json.dumps({"texts": texts, "voice_ids": voice_ids, "voices": [v.__dict__ for v in voices],
                          "backend": backend, "espeak": espeak_version() if backend == "espeak" else ""})
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
@@ -214,3 +222,37 @@ def build_corpus(sentences: Sentences, voices: tuple[EspeakVoice, ...] = VOICES,
         path.parent.mkdir(parents=True, exist_ok=True)
         _save_npz(path, corpus)
     return corpus
+
+
+# ---------------------------------------------------------------------------------------------- speech profile
+
+PROFILE_UTTERANCES = 2000  # training utterances measured for the manifest's speech profile (every k-th one)
+PROFILE_PERCENTILES = (1, 5, 50, 95, 99)
+
+
+def profile_indices(count: int, limit: int = PROFILE_UTTERANCES) -> list[int]:
+    """Evenly spaced positions among ``count`` items, at most ``limit`` of them (all when there are fewer)."""
+    step = max(1, -(-count // limit))  # ceiling division
+    return list(range(0, count, step))[:limit]
+
+
+def speech_profile(texts: list[str], wavs: list[np.ndarray], sample_rate: int = INPUT_SAMPLE_RATE) -> dict:
+    """What a model trained on these utterances can be expected to say: percentiles of the texts' lengths in
+    characters (chunking stays within them) and of the speaking rate in letters per second of speech (the
+    pipeline's duration check, ``stages.pacing``). ``wavs`` are int16 arrays or float tensors."""
+    from tortoise_lab.stages.pacing import count_letters, speech_seconds
+
+    lengths = np.array([len(text) for text in texts], dtype=np.float64)
+    rates = []
+    for text, wav in zip(texts, wavs):
+        samples = torch.as_tensor(np.asarray(wav, dtype=np.float32) / (PCM_SCALE if np.asarray(wav).dtype == np.int16
+                                                                       else 1.0))
+        seconds = speech_seconds(samples, sample_rate)
+        if seconds > 0:
+            rates.append(count_letters(text) / seconds)
+
+    def percentiles(values) -> dict[str, float]:
+        return {f"p{p}": round(float(np.percentile(values, p)), 2) for p in PROFILE_PERCENTILES}
+
+    return {"utterances": len(texts), "text_characters": {**percentiles(lengths), "max": int(lengths.max())},
+            "letters_per_second": percentiles(np.array(rates))}

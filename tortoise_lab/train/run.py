@@ -27,7 +27,7 @@ from tortoise_lab.files import atomic_path
 from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, ar_loss, prepare_ar_data
-from tortoise_lab.train.corpus import TEST_VOICES, VOICES, build_corpus, synthesize
+from tortoise_lab.train.corpus import TEST_VOICES, VOICES, build_corpus, profile_indices, speech_profile, synthesize
 from tortoise_lab.train.sentences import ADJECTIVES, NOUNS, make_sentences
 from tortoise_lab.train.evaluate import evaluate_ar, summarize
 from tortoise_lab.train.loop import LoopConfig, train_loop
@@ -183,7 +183,9 @@ def run_training(config: TrainConfig) -> TrainResult:
     if config.samples:
         write_samples(out / "samples", model, quantizer, corpus, data, tokenizer, config.samples)
     (out / TIMINGS_FILE).write_text(json.dumps(timings, indent=1))
-    export_embedded(out / "embedded", model, quantizer, config, evaluation, timings,
+    measured = [train_indices[i] for i in profile_indices(len(train_indices))]
+    speech = speech_profile([corpus.texts[i] for i in measured], [corpus.audio[i] for i in measured])
+    export_embedded(out / "embedded", model, quantizer, config, evaluation, timings, speech,
                     dropped=dropped, corpus_hours=corpus.hours)
     return TrainResult(out, model, quantizer, loop.losses, evaluation, timings)
 
@@ -291,8 +293,10 @@ def command_line(config, module: str = "tortoise_lab.train") -> str:
 
 
 def export_embedded(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer, config: TrainConfig,
-                    evaluation: dict | None, timings: dict, **recipe) -> Path:
-    """The files a model set needs (``EMBEDDED_FILES``), with sha256 of the weight files in config.json."""
+                    evaluation: dict | None, timings: dict, speech: dict, **recipe) -> Path:
+    """The files a model set needs (``EMBEDDED_FILES``), with sha256 of the weight files in config.json, and the
+    training corpus's ``speech`` profile (``corpus.speech_profile``: the text lengths the model can say, the
+    speaking rates it learned), which sets how ``embedded_models`` chunks text and checks durations."""
     import hashlib
 
     from safetensors.torch import save_file
@@ -316,6 +320,7 @@ def export_embedded(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantize
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
         "evaluation": evaluation["summary"] if evaluation else None,
+        "speech": speech,
         "sha256": sha,
     }
     with atomic_path(folder / "config.json") as scratch:
