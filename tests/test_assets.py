@@ -84,6 +84,16 @@ def test_download_into_models_dir_from_a_loopback_hub(tmp_path):
     assert set(read_state_dict(tmp_path / "models" / "clvp2.pth")) == {"layer.weight"}
 
 
+def test_download_fetches_every_weights_file_by_default_the_hifigan_decoder_included(tmp_path):
+    files = {name: _fake_checkpoint(i) for i, name in enumerate(assets.WEIGHT_FILES)}
+    assert "hifidecoder.pth" in files  # the fast path's decoder comes from the same hub repository as the others
+    with serve_hub(assets.HUB_REPO, files) as (endpoint, _):
+        done = run_cli("download", "--models-dir", str(tmp_path / "models"), "-q",
+                       env={"HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf")})
+    assert done.returncode == 0, done.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "models").glob("*.pth")} == files
+
+
 def test_download_into_the_hub_cache_honours_hf_home(tmp_path):
     files = {"rlg_auto.pth": _fake_checkpoint(3)}
     env = {"HF_HOME": str(tmp_path / "hf")}

@@ -60,3 +60,74 @@ def test_wrong_size_is_refused(tiny_state, tmp_path):
     bigger = GPTConfig(**{**GPTConfig.from_name("tiny").to_dict(), "max_mel_tokens": 61})
     with pytest.raises(CheckpointError, match="mel_pos_embedding.emb.weight"):
         load_weights(UnifiedVoice(bigger), path, "autoregressive")
+
+
+# --------------------------------------------------------------------------- hifidecoder.pth (weight-normed, flat)
+
+
+@pytest.fixture(scope="module")
+def tiny_hifigan_file_state() -> dict[str, torch.Tensor]:
+    """A tiny HifiganDecoder's weights in hifidecoder.pth's form: every conv but cond_layer as a weight-norm pair."""
+    from tortoise_lab.models.hifigan import HifiganConfig, HifiganDecoder
+
+    state = {}
+    for key, value in HifiganDecoder(HifiganConfig.from_name("tiny")).state_dict().items():
+        if key.endswith(".weight") and not key.startswith("cond_layer."):
+            # direction 2w with magnitude ||w|| (norm over every dim but the first, weight norm's dim 0) folds to w
+            state[key + "_v"] = 2 * value
+            state[key + "_g"] = torch.linalg.vector_norm(value, dim=tuple(range(1, value.dim())), keepdim=True)
+        else:
+            state[key] = value
+    return state
+
+
+def _tiny_hifigan():
+    from tortoise_lab.models.hifigan import HifiganConfig, HifiganDecoder
+
+    return HifiganDecoder(HifiganConfig.from_name("tiny"))
+
+
+def test_hifigan_file_loads_with_its_weight_norm_folded(tiny_hifigan_file_state, tmp_path):
+    path = save(tiny_hifigan_file_state, tmp_path / "hifidecoder.pth")
+    model = load_weights(_tiny_hifigan(), path, "hifigan")
+    torch.testing.assert_close(model.ups[1].weight, tiny_hifigan_file_state["ups.1.weight_v"] / 2)
+    torch.testing.assert_close(model.cond_layer.weight, tiny_hifigan_file_state["cond_layer.weight"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("removed, named", [
+    ("conv_post.bias", ["missing keys: conv_post.bias"]),
+    # Half a weight-norm pair: the orphan is named as unexpected, the weight it would have made as missing.
+    ("resblocks.3.convs1.2.weight_v", ["missing keys: resblocks.3.convs1.2.weight", "resblocks.3.convs1.2.weight_g"]),
+    ("ups.0.weight_g", ["missing keys: ups.0.weight", "unexpected keys: ups.0.weight_v"]),
+])
+def test_hifigan_file_missing_a_key_is_refused_by_name(tiny_hifigan_file_state, tmp_path, removed, named):
+    state = {k: v for k, v in tiny_hifigan_file_state.items() if k != removed}
+    path = save(state, tmp_path / "hifidecoder.pth")
+    with pytest.raises(CheckpointError) as error:
+        load_weights(_tiny_hifigan(), path, "hifigan")
+    assert path in str(error.value) and all(text in str(error.value) for text in named), str(error.value)
+
+
+@pytest.mark.parametrize("key", [
+    "speaker_encoder.fc.weight",  # a module the decoder does not have
+    "cond_layer.weight_g",  # half a pair beside a plain weight
+    "conv_post.weight_g",  # a plain weight beside its pair: which one is meant? neither is taken silently
+])
+def test_hifigan_file_with_an_unexpected_key_is_refused_by_name(tiny_hifigan_file_state, tmp_path, key):
+    state = dict(tiny_hifigan_file_state)
+    if key == "conv_post.weight_g":
+        state["conv_post.weight"] = _tiny_hifigan().conv_post.weight.detach().clone()
+    else:
+        state[key] = torch.zeros(1)
+    path = save(state, tmp_path / "hifidecoder.pth")
+    with pytest.raises(CheckpointError, match="unexpected keys") as error:
+        load_weights(_tiny_hifigan(), path, "hifigan")
+    assert path in str(error.value) and key in str(error.value)
+
+
+def test_load_hifigan_without_the_file_says_how_to_fetch_it(tmp_path):
+    from tortoise_lab.assets import AssetError
+    from tortoise_lab.models.hifigan import load_hifigan
+
+    with pytest.raises(AssetError, match=f"tortoise-lab download --files hifidecoder.pth --models-dir {tmp_path}"):
+        load_hifigan(tmp_path, device="cpu", size="tiny")

@@ -7,7 +7,7 @@ Two kinds of files come from upstream; of them, only ``tokenizer.json`` and ``me
   those files into ``data_dir() / "assets"``. Copies of the two small data files also ship inside this package
   (``tortoise_lab/data/official/``, with upstream's licence and a NOTICE), so an installed wheel tokenises and
   conditions offline: ``data_file`` takes the unpacked one, else the packaged one (its sha256 checked).
-* **Weights** (``autoregressive.pth`` and six more) live on the model hub in upstream's repository;
+* **Weights** (``autoregressive.pth`` and seven more) live on the model hub in upstream's repository;
   ``download_weights`` fetches them with huggingface_hub (which honours ``HF_HOME``, ``HF_ENDPOINT`` and
   ``HF_HUB_OFFLINE``), into the hub cache or into a folder of the user's choosing.
 """
@@ -68,6 +68,7 @@ WEIGHT_FILES = {
     "vocoder.pth": "the UnivNet vocoder",
     "rlg_auto.pth": "the random-voice latent generator for the autoregressive model",
     "rlg_diffuser.pth": "the random-voice latent generator for the diffusion decoder",
+    "hifidecoder.pth": "upstream's fast-path HiFiGAN decoder (AR latents -> audio; not used by diffusion)",
 }
 
 

@@ -93,6 +93,8 @@ FORMATS: dict[str, CheckpointFormat] = {
         ),
     ),
     "vocoder": CheckpointFormat(filename="vocoder.pth", nested="model_g", fold_weight_norm=True),
+    # The fast path's HiFiGAN decoder: a flat state dict (no wrapper) of weight-normed convs, folded like the vocoder's.
+    "hifigan": CheckpointFormat(filename="hifidecoder.pth", fold_weight_norm=True),
     # The redaction aligner is a transformers Wav2Vec2ForCTC (the hub's pytorch_model.bin). Files written by
     # torch before parametrized weight norm name the positional convolution's norm pair weight_g/weight_v.
     "aligner": CheckpointFormat(
@@ -131,18 +133,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def _fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     folded: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.endswith(".weight_v"):
-            continue
-        if key.endswith(".weight_g"):
-            stem = key[: -len("_g")]
-            direction = state[stem + "_v"]
+        stem, _, half = key.rpartition("_")
+        # A pair folds only when both halves are there and no plain weight of the same name is; anything else (an
+        # orphaned half, a pair beside a plain weight) stays as it is, so check_keys names it.
+        if not (stem.endswith(".weight") and half in ("g", "v") and f"{stem}_g" in state and f"{stem}_v" in state
+                and stem not in state):
+            folded[key] = value
+        elif half == "g":
             # torch's weight norm at its default dim 0, for every layer type (Conv1d, and ConvTranspose1d, whose
             # dim 0 is the *input* channel): weight = v * g / ||v||, the norm over every dim but the first.
             # torch's own kernel, so the folded weights equal upstream's remove_weight_norm bit for bit (a
             # hand-written g * v / norm differs by an ulp, which random-weight UnivNets amplify to ~1e-2).
-            folded[stem] = torch._weight_norm(direction, value, 0)
-        else:
-            folded[key] = value
+            folded[stem] = torch._weight_norm(state[f"{stem}_v"], value, 0)
     return folded
 
 
