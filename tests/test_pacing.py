@@ -137,3 +137,18 @@ def test_no_check_means_no_redraw():
     speech = tts.tts("Hello there.", seed=1, num_autoregressive_samples=2, diffusion_iterations=2,
                      max_mel_tokens=20)
     assert not any("drawn again" in note for note in speech.notes)
+
+
+def test_a_profile_counts_sentences_and_a_multi_sentence_model_gathers_them():
+    from tortoise_lab.model_set import _trained_speech
+
+    wav = (burst(0.2, 1.0, 22_050)[0].numpy() * 32_767).astype(np.int16)
+    single = speech_profile(["One sentence here.", "Another one."], [wav, wav])
+    joined = speech_profile(["One sentence. And a second one! A third?", "Just one."], [wav, wav])
+    assert single["most_sentences"] == 1 and joined["most_sentences"] == 3
+    profile = {"utterances": 2, "letters_per_second": {"p1": 10.0, "p99": 20.0},
+               "text_characters": {"p50": 80.0, "p99": 150.0}}
+    assert _trained_speech({**profile, "most_sentences": 1})["chunk_lengths"] == (1, 150)
+    assert _trained_speech({**profile, "most_sentences": 3})["chunk_lengths"] == (80, 150)
+    assert _trained_speech(profile)["chunk_lengths"] == (1, 150)  # recorded before sentences were counted
+    assert _trained_speech(None) == {}

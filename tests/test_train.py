@@ -329,3 +329,20 @@ def test_run_training_end_to_end_and_cli(tmp_path):
     # Running the same command again finds everything done: no new steps, and the training time is kept.
     again = run_training(config)
     assert again.losses == [] and again.timings["training_s"] >= result.timings["training_s"]
+
+
+def test_joining_sentences_keeps_every_word_and_only_the_training_split():
+    from tortoise_lab.train.sentences import MAX_JOINED, Sentences, join_sentences
+
+    sentences = Sentences(train=[f"Sentence number {i}." for i in range(2000)], held_out=["Held."], unseen=["New."])
+    assert join_sentences(sentences, 0.0) is sentences  # recipes without it draw what they did
+    joined = join_sentences(sentences, 0.5, seed=1)
+    assert " ".join(joined.train) == " ".join(sentences.train)  # same sentences, same order, none lost
+    assert joined.held_out == ["Held."] and joined.unseen == ["New."]
+    counts = [text.count(".") for text in joined.train]
+    assert max(counts) == MAX_JOINED and min(counts) == 1
+    share = sum(c for c in counts if c > 1) / len(sentences.train)
+    assert 0.4 < share < 0.6  # about the fraction asked for
+    assert join_sentences(sentences, 0.5, seed=1) == joined  # seeded
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        join_sentences(sentences, 1.5)

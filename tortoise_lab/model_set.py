@@ -285,14 +285,16 @@ def embedded_models(folder: str | Path | None = None, device: str | torch.device
 
 
 def _trained_speech(profile: dict | None) -> dict:
-    """ModelSet fields from a manifest's speech profile (``train.corpus.speech_profile``): chunks of one sentence
-    (or less: the longest text it was trained on, its 99th percentile) and the duration check's rates (the
-    corpus's 1st to 99th percentile, widened by ``RATE_MARGIN``). A set trained before profiles were recorded
-    gets neither: run ``python -m tortoise_lab.train profile`` on it."""
+    """ModelSet fields from a manifest's speech profile (``train.corpus.speech_profile``): chunks within the text
+    lengths it was trained on (at most their 99th percentile; one sentence a chunk for a model trained on single
+    sentences, else sentences gathered up to its median length) and the duration check's rates (the corpus's 1st
+    to 99th percentile, widened by ``RATE_MARGIN``). Profiles older than the set: ``python -m tortoise_lab.train profile``."""
     if not profile:
         return {}
     rates, lengths = profile["letters_per_second"], profile["text_characters"]
-    return {"chunk_lengths": (1, max(SHORTEST_CHUNK_LENGTH, int(lengths["p99"]))),
+    longest = max(SHORTEST_CHUNK_LENGTH, int(lengths["p99"]))
+    desired = 1 if profile.get("most_sentences", 1) == 1 else min(longest, int(lengths["p50"]))
+    return {"chunk_lengths": (desired, longest),
             "speech_rate": SpeechRate(rates["p1"] / RATE_MARGIN, rates["p99"] * RATE_MARGIN,
                                       f"its training corpus ({profile['utterances']} utterances)")}
 

@@ -111,8 +111,9 @@ class TextToSpeech:
                             f"the default {(trained or (0, TEXT_SPLIT_MAX))[1]}) to fit this model's limit of "
                             f"{limit - 1} text tokens."]
         if trained is not None and settings.text_split is None and len(chunks) > 1 and not (marker and marker in text):
-            return chunks, [f"The text is spoken in {len(chunks)} chunks of one sentence or less (at most {trained[1]} "
-                            "characters): this model was trained on single sentences."]
+            what = "one sentence or less" if trained[0] == 1 else "a few sentences"
+            return chunks, [f"The text is spoken in {len(chunks)} chunks of {what} (at most {trained[1]} characters): "
+                            "the lengths this model was trained on."]
         return chunks, []
 
     def prepare(self, settings: Settings) -> tuple[PreparedDecoder, list[str]]:

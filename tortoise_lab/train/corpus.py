@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -238,8 +239,9 @@ def profile_indices(count: int, limit: int = PROFILE_UTTERANCES) -> list[int]:
 
 def speech_profile(texts: list[str], wavs: list[np.ndarray], sample_rate: int = INPUT_SAMPLE_RATE) -> dict:
     """What a model trained on these utterances can be expected to say: percentiles of the texts' lengths in
-    characters (chunking stays within them) and of the speaking rate in letters per second of speech (the
-    pipeline's duration check, ``stages.pacing``). ``wavs`` are int16 arrays or float tensors."""
+    characters (chunking stays within them), the most sentences one utterance holds, and percentiles of the
+    speaking rate in letters per second of speech (the pipeline's duration check, ``stages.pacing``). ``wavs`` are
+    int16 arrays or float tensors."""
     from tortoise_lab.stages.pacing import count_letters, speech_seconds
 
     lengths = np.array([len(text) for text in texts], dtype=np.float64)
@@ -254,5 +256,6 @@ def speech_profile(texts: list[str], wavs: list[np.ndarray], sample_rate: int = 
     def percentiles(values) -> dict[str, float]:
         return {f"p{p}": round(float(np.percentile(values, p)), 2) for p in PROFILE_PERCENTILES}
 
+    sentences = [len(re.findall(r"[.!?](?:\s|$)", text.strip())) or 1 for text in texts]
     return {"utterances": len(texts), "text_characters": {**percentiles(lengths), "max": int(lengths.max())},
-            "letters_per_second": percentiles(np.array(rates))}
+            "letters_per_second": percentiles(np.array(rates)), "most_sentences": max(sentences)}

@@ -28,12 +28,12 @@ from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, ar_loss, prepare_ar_data
 from tortoise_lab.train.corpus import TEST_VOICES, VOICES, build_corpus, profile_indices, speech_profile, synthesize
-from tortoise_lab.train.sentences import ADJECTIVES, NOUNS, make_sentences
+from tortoise_lab.train.sentences import ADJECTIVES, NOUNS, Sentences, join_sentences, make_sentences
 from tortoise_lab.train.evaluate import evaluate_ar, summarize
 from tortoise_lab.train.loop import LoopConfig, train_loop
 from tortoise_lab.models.quantizer import KMeansQuantizer, QuantizerConfig, code_mel
 
-__all__ = ["TrainConfig", "TrainResult", "run_training", "evaluation_items", "evaluate_run", "EMBEDDED_FILES"]
+__all__ = ["TrainConfig", "TrainResult", "run_training", "recipe_sentences", "evaluation_items", "evaluate_run", "EMBEDDED_FILES"]
 
 EMBEDDED_FILES = ("autoregressive.safetensors", "quantizer.safetensors", "config.json")
 
@@ -50,6 +50,7 @@ class TrainConfig:
     held_out: int = 50  # held-out sentences made of training words
     unseen: int = 50  # held-out sentences each with a word never seen in training
     broad_fraction: float = 0.5  # share of sentences from the broad word lists (wonderwords; needs the train extra)
+    multi_sentence: float = 0.0  # share of training sentences spoken two or three to an utterance (0: one each)
     voices: str = "all"  # comma-separated voice names from corpus.VOICES, or "all"
     workers: int = 2  # parallel espeak-ng processes
     cache_dir: str | None = None  # where synthesised corpora are cached (default: out_dir/cache)
@@ -75,6 +76,13 @@ class TrainConfig:
     export_fp16: bool = True  # ship the weights in fp16 (half the size)
     threads: int | None = None  # torch threads (None: torch's default)
     progress: bool = True  # tqdm progress bars
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """The config a run recorded (``train_config.json``, a manifest's ``train_config``); fields it does not know
+        (from other versions) are left out, fields it lacks take today's defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     def voice_list(self):
         pool = TEST_VOICES if self.backend == "tones" else VOICES
@@ -134,6 +142,14 @@ def _encode_or_load_codes(corpus, indices: list[int], quantizer: KMeansQuantizer
     return codes
 
 
+def recipe_sentences(config: TrainConfig) -> Sentences:
+    """The sentences of a run's recipe: drawn (``make_sentences``), then joined where the recipe asks for
+    multi-sentence utterances (``join_sentences``)."""
+    sentences = make_sentences(config.sentences, config.held_out, config.unseen, seed=config.seed,
+                               broad_fraction=config.broad_fraction)
+    return join_sentences(sentences, config.multi_sentence, config.seed)
+
+
 def run_training(config: TrainConfig) -> TrainResult:
     """Run (or continue) every stage of a training run; see the module docstring for what lands where."""
     if config.threads:
@@ -146,8 +162,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     clock = time.perf_counter()
 
     voices = config.voice_list()
-    sentences = make_sentences(config.sentences, config.held_out, config.unseen, seed=config.seed,
-                               broad_fraction=config.broad_fraction)
+    sentences = recipe_sentences(config)
     corpus = build_corpus(sentences, voices, config.backend, config.cache_dir or out / "cache", config.workers,
                           config.seed, progress=config.progress)
     timings["corpus_s"] = time.perf_counter() - clock

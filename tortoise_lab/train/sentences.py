@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["NOUNS", "ADJECTIVES", "VERBS", "Sentences", "make_sentences", "broad_words"]
+__all__ = ["NOUNS", "ADJECTIVES", "VERBS", "Sentences", "make_sentences", "broad_words", "join_sentences"]
 
 NOUNS = """apple river window garden teacher doctor engine village kettle lantern blanket mountain station letter
 market harbour bicycle candle basket pocket ladder hammer jacket kitten rabbit pencil bottle castle forest island
@@ -233,3 +233,27 @@ def make_sentences(n_train: int, n_held_out: int = 50, n_unseen: int = 50, seed:
                          f"Only {{found}} more of {n_held_out} held-out sentences could be made of words the "
                          f"{n_train} training sentences use; train on more sentences or lower broad_fraction.")
     return Sentences(train=train, held_out=held_out, unseen=unseen, unseen_words=sorted(unseen_nouns))
+
+
+MAX_JOINED = 3  # sentences in one multi-sentence training utterance at most
+
+
+def join_sentences(sentences: Sentences, fraction: float, seed: int = 0) -> Sentences:
+    """``sentences`` with about ``fraction`` of the training sentences spoken in utterances of two or three
+    consecutive sentences (so a model learns to say more than one sentence in a take, and to pause between them);
+    the held-out splits are kept as they are. A fraction of 0 returns ``sentences`` unchanged, so recipes without
+    it draw exactly what they did."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"The multi-sentence fraction must be between 0 and 1, got {fraction}.")
+    if fraction == 0.0:
+        return sentences
+    rng = random.Random(f"join {seed}")  # its own stream: the sentences themselves do not change
+    mean = (2 + MAX_JOINED) / 2  # sentences in a joined utterance, on average
+    start_joined = fraction / (mean - (mean - 1) * fraction)  # P(an utterance is joined) giving that share of sentences
+    train, i = [], 0
+    while i < len(sentences.train):
+        count = rng.randint(2, MAX_JOINED) if rng.random() < start_joined else 1
+        train.append(" ".join(sentences.train[i:i + count]))
+        i += count
+    return Sentences(train=train, held_out=sentences.held_out, unseen=sentences.unseen,
+                     unseen_words=sentences.unseen_words)

@@ -20,8 +20,7 @@ from pathlib import Path
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, conditioning_pool
 from tortoise_lab.train.corpus import Corpus, build_corpus
-from tortoise_lab.train.sentences import make_sentences
-from tortoise_lab.train.run import TrainConfig, evaluate_run
+from tortoise_lab.train.run import TrainConfig, evaluate_run, recipe_sentences
 
 __all__ = ["cross_evaluate", "load_run"]
 
@@ -33,12 +32,10 @@ def load_run(run_dir: str | Path, eval_count: int | None = None) -> tuple[TrainC
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} is missing: --run must be a training folder (python -m "
                                 "tortoise_lab.train --out-dir ...).")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in json.loads(config_path.read_text()).items() if k in known})
+    config = TrainConfig.from_dict(json.loads(config_path.read_text()))
     if eval_count is not None:
         config = dataclasses.replace(config, eval_count=eval_count)
-    sentences = make_sentences(config.sentences, config.held_out, config.unseen, seed=config.seed,
-                               broad_fraction=config.broad_fraction)
+    sentences = recipe_sentences(config)
     corpus = build_corpus(sentences, config.voice_list(), config.backend, config.cache_dir or Path(run_dir) / "cache",
                           config.workers, config.seed, progress=config.progress)
     return config, corpus

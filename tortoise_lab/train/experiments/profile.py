@@ -12,15 +12,13 @@ command would have written. Only ``config.json``'s ``"speech"`` changes; the wei
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from tortoise_lab.files import write_text
 from tortoise_lab.train.corpus import corpus_plan, profile_indices, speech_profile, synthesize
-from tortoise_lab.train.run import TrainConfig
-from tortoise_lab.train.sentences import make_sentences
+from tortoise_lab.train.run import TrainConfig, recipe_sentences
 
 __all__ = ["measure_profile", "main"]
 
@@ -28,10 +26,8 @@ __all__ = ["measure_profile", "main"]
 def measure_profile(model_dir: str | Path, workers: int = 2, progress: bool = False) -> dict:
     """The ``"speech"`` section for the model set in ``model_dir``, from its manifest's training recipe."""
     manifest = json.loads((Path(model_dir) / "config.json").read_text())
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in manifest["train_config"].items() if k in known})
-    sentences = make_sentences(config.sentences, config.held_out, config.unseen, seed=config.seed,
-                               broad_fraction=config.broad_fraction)
+    config = TrainConfig.from_dict(manifest["train_config"])
+    sentences = recipe_sentences(config)
     voices = config.voice_list()
     texts, voice_ids, splits = corpus_plan(sentences, len(voices), config.seed)
     train = [i for i, split in enumerate(splits) if split == "train"]

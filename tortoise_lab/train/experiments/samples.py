@@ -24,7 +24,6 @@ the README.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -40,8 +39,7 @@ from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.stages.pacing import speech_seconds
 from tortoise_lab.tools.compare import mel_cepstral_distortion
 from tortoise_lab.train.corpus import PCM_SCALE, VOICES, synthesize
-from tortoise_lab.train.run import TrainConfig
-from tortoise_lab.train.sentences import make_sentences
+from tortoise_lab.train.run import TrainConfig, recipe_sentences
 from tortoise_lab.voices import load_voice
 
 __all__ = ["measure_budgets", "choose_budget", "main"]
@@ -53,10 +51,8 @@ VOICE_SPEAKER = "us-m3"  # the espeak-ng speaker EMBEDDED_DEFAULT_VOICE's clips 
 def held_out_sentences(model_dir: str | Path, count: int) -> list[str]:
     """``count`` held-out and ``count`` unseen-word sentences of the model set's training recipe."""
     manifest = json.loads((Path(model_dir) / "config.json").read_text())
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in manifest["train_config"].items() if k in known})
-    sentences = make_sentences(config.sentences, config.held_out, config.unseen, seed=config.seed,
-                               broad_fraction=config.broad_fraction)
+    config = TrainConfig.from_dict(manifest["train_config"])
+    sentences = recipe_sentences(config)
     return sentences.held_out[:count] + sentences.unseen[:count]
 
 
