@@ -207,3 +207,15 @@ def test_spectrograms_share_one_colour_scale():
     figure = plot_spectrograms([("loud", 0.5 * tone, 24_000), ("quiet", 0.01 * tone, 24_000)])
     limits = {axis.get_images()[0].get_clim() for axis in figure.axes if axis.get_images()}
     assert len(limits) == 1
+
+
+def test_read_resumes_at_the_model_sets_own_defaults(embedded_tts, tmp_path):
+    """The embedded set's presets and limits change the settings a chunk is made with (2 samples, 300 codes): the
+    manifest compares chunks with those, so a second run keeps every chunk instead of making them all again."""
+    from tortoise_lab.workspace import read_aloud
+
+    text = "A first short sentence. A second short sentence."
+    result, _ = read_aloud(embedded_tts, text, "espeak_us_m3", tmp_path, seed=2, preset="ultra_fast")
+    assert result.synthesised == 2
+    again, _ = read_aloud(embedded_tts, text, "espeak_us_m3", tmp_path, seed=2, preset="ultra_fast")
+    assert (again.synthesised, again.kept) == (0, 2)

@@ -124,6 +124,7 @@ def read_voice(tts: TextToSpeech, text_file: str | Path, chunks: list[str], spec
     joins the chunks at the end.
     """
     text_split, settings = settings.text_split, settings.replace(text_split=None)
+    settings, _ = tts.models.fit(settings)  # as each chunk's sidecar records them (tts notes what fit changed)
     folder = read_folder(output_dir, text_file, spec)
     manifest_path = folder / MANIFEST_NAME
     previous = read_json(manifest_path) or {}
