@@ -68,6 +68,8 @@ COMMANDS: dict[str, Row] = {
     "tortoise-lab read story.txt -v tom": Row(
         CHEAP, ("output-audio-samples/story/tom/manifest.json", "output-audio-samples/story/tom/combined.wav",
                 "output-audio-samples/story/tom/combined.json")),
+    'tortoise-lab speak "Hello there." -v tom --decoder hifigan -o fast.wav': Row(
+        "--tiny --max-mel-tokens 16 --no-latent-cache", ("fast.wav", "fast.json")),  # unused settings are refused
     "tortoise-lab voices list": Row(prints=("tom ", "emma "), slow=False),
     PREPARE: Row(
         "", (f"{HOME}/voices/me/01.wav", f"{HOME}/voices/me/prepare-report.md"), ("voice 'me' is in",)),
@@ -96,7 +98,6 @@ PYTHON_SUBSTITUTIONS = (
                                "diffusion_iterations=2, latent_cache=False)"),
 )
 
-
 # ------------------------------------------------------------------------------------------- reading the README
 
 
@@ -124,8 +125,8 @@ def usage_commands() -> list[str]:
     return [command(line) for line in block.splitlines() if line.strip()]
 
 
-def python_block() -> str:
-    return code_blocks(section(README.read_text(), USAGE_HEADING), "python")[0]
+def python_block(index: int = 0) -> str:
+    return code_blocks(section(README.read_text(), USAGE_HEADING), "python")[index]
 
 
 # ------------------------------------------------------------------------------------------- the workspace

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 
 __all__ = ["MODEL_SIZES", "BASE_SETTINGS", "PRESETS", "preset_settings", "INPUT_SAMPLE_RATE", "OUTPUT_SAMPLE_RATE",
-           "SEED_RANGE", "DEFAULT_BATCH_SIZE", "TEXT_SPLIT_DESIRED", "TEXT_SPLIT_MAX", "SAMPLERS", "TRAINED_STEPS",
+           "SEED_RANGE", "DEFAULT_BATCH_SIZE", "TEXT_SPLIT_DESIRED", "TEXT_SPLIT_MAX", "SAMPLERS", "TRAINED_STEPS", "DECODERS",
            "InferenceOptions", "Settings", "draw_seed"]
 
 MODEL_SIZES = ("tortoise-v2", "tiny")
@@ -26,6 +26,10 @@ DEFAULT_BATCH_SIZE = 16  # AR samples decoded together when the batch size is no
 TEXT_SPLIT_DESIRED, TEXT_SPLIT_MAX = 200, 300  # upstream read.py's chunk lengths (characters)
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")  # diffusion samplers (stages/diffusion_sampler.py)
 TRAINED_STEPS = 4000  # the diffusion decoder's training schedule length: the most steps a sampler can take
+# How codes become audio: "diffusion", the model set's main chain (the official diffusion decoder + UnivNet; the
+# embedded set's code book + Griffin-Lim), or "hifigan", upstream's fast path (one sample, its AR latents straight
+# to audio; official weights with hifidecoder.pth). The model set says what each means for it (model_set.chain).
+DECODERS = ("diffusion", "hifigan")
 
 # Upstream's tuned defaults, shared by every preset.
 BASE_SETTINGS: dict[str, float | int | bool] = {
@@ -107,6 +111,7 @@ class Settings:
     text_split: tuple[int, int] | None = None  # (desired, max) characters per chunk; None: split text over 300
     redact: bool = True  # cut [bracketed] text out of the audio (needs an aligner)
     latent_cache: bool = True  # reuse a clip voice's conditioning latents saved beside it
+    decoder: str = "diffusion"  # one of DECODERS
     inference: InferenceOptions = field(default_factory=InferenceOptions)
     # The names the user chose (not the preset's or the defaults): a model set clamps the others to what it can
     # do, and refuses these when they are beyond it. Not part of the record (``to_dict``).
@@ -154,6 +159,7 @@ class Settings:
             (self.cond_free_k >= 0, "cond_free_k must be 0 or more."),
             (self.diffusion_temperature >= 0, "diffusion_temperature must be 0 or more."),
             (self.sampler in SAMPLERS, f"Unknown sampler {self.sampler!r}. Available: {', '.join(SAMPLERS)}."),
+            (self.decoder in DECODERS, f"Unknown decoder {self.decoder!r}. Available: {', '.join(DECODERS)}."),
             (1 <= self.candidates <= self.num_autoregressive_samples,
              "candidates must be between 1 and num_autoregressive_samples."),
             (self.batch_size is None or self.batch_size >= 1, "batch_size must be at least 1."),

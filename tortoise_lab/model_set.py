@@ -6,11 +6,16 @@ asks the set instead of branching on which one it is.
 loaded the first time a run needs them. ``random_models`` builds the same stack with random weights (seeded), so
 every command can be tried without weights; what it says is noise. ``embedded_models`` loads the small model
 shipped inside the package. ``resolve_models`` is the one place that chooses among them, for the CLI, the
-notebooks and the voice tools alike.
+notebooks and the voice tools alike. ``ModelSet.chain`` gives the stages a decoder choice runs (the main chain, or
+the HiFiGAN fast path where the set has one).
+
+Longer than 400 lines because each set's builder (official, random, embedded) and the choice among them read best
+beside the one dataclass they fill, and each of them knows the files its set loads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,18 +27,19 @@ from tortoise_lab.assets import find_weights
 from tortoise_lab.checkpoints import FORMATS, load_weights
 from tortoise_lab.config import Settings
 from tortoise_lab.device import choose_device
-from tortoise_lab.stages.decode import CodebookGriffinLim, DiffusionVocoder
+from tortoise_lab.stages.decode import CodebookGriffinLim, DiffusionVocoder, HifiganVocoder
 from tortoise_lab.stages.pacing import SpeechRate
-from tortoise_lab.stages.rerank import ClvpRanker, LikelihoodRanker
+from tortoise_lab.stages.rerank import ClvpRanker, LikelihoodRanker, NoRanking
 from tortoise_lab.stages.sampling import NO_QUIRKS, UPSTREAM_QUIRKS, SamplingQuirks
 from tortoise_lab.models.clvp import CLVP, CLVPConfig
 from tortoise_lab.models.cvvp import CVVP, CVVPConfig
 from tortoise_lab.models.diffusion import DiffusionConfig, DiffusionDecoder
 from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
+from tortoise_lab.models.hifigan import HifiganConfig, HifiganDecoder
 from tortoise_lab.models.random_latent import RandomLatentConfig, RandomLatentConverter
 from tortoise_lab.models.vocoder import UnivNetGenerator, VocoderConfig
 
-__all__ = ["WeightsMissing", "ModelUnavailable", "ModelSet", "official_models", "random_models", "embedded_models",
+__all__ = ["WeightsMissing", "ModelUnavailable", "ModelSet", "Chain", "HIFIGAN_WEIGHTS", "official_models", "random_models", "embedded_models",
            "embedded_available", "ALWAYS_NEEDED", "RANDOM_VOICE_WEIGHTS", "CVVP_WEIGHTS", "needed_weights",
            "missing_weights", "EMBEDDED_DIR", "EMBEDDED_DEFAULT_VOICE", "MODEL_CHOICES", "ModelChoice",
            "resolve_models", "TINY_WEIGHTS_SEED"]
@@ -42,6 +48,7 @@ __all__ = ["WeightsMissing", "ModelUnavailable", "ModelSet", "official_models", 
 ALWAYS_NEEDED = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth")
 RANDOM_VOICE_WEIGHTS = ("rlg_auto.pth", "rlg_diffuser.pth")
 CVVP_WEIGHTS = ("cvvp.pth",)
+HIFIGAN_WEIGHTS = "hifidecoder.pth"  # the fast path's decoder (decoder "hifigan"), loaded on first use
 MODEL_CHOICES = ("auto", "official", "embedded", "tiny")
 TINY_WEIGHTS_SEED = 0  # "tiny" always builds the same random weights, so seeds reproduce across runs
 
@@ -52,6 +59,14 @@ class WeightsMissing(FileNotFoundError):
 
 class ModelUnavailable(ValueError):
     """This kind of model set has no such model at all (the embedded set has no CVVP and no random voice)."""
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What a decoder choice (``Settings.decoder``) runs after sampling: the ranker and the decoder (stages/)."""
+
+    ranker: ClvpRanker | LikelihoodRanker | NoRanking
+    decoder: DiffusionVocoder | CodebookGriffinLim | HifiganVocoder
 
 
 @dataclass
@@ -81,8 +96,11 @@ class ModelSet:
     speech_rate: SpeechRate | None = None
     # Per preset, what this set draws differently from the preset table (config.PRESETS): its own budget.
     presets: dict[str, dict] = field(default_factory=dict)
+    # Builds or loads the fast path's HiFiGAN (decoder "hifigan") on first use; None: this set has none.
+    _hifigan_loader: Callable[[], HifiganDecoder] | None = field(default=None, repr=False)
     _cvvp: CVVP | None = field(default=None, repr=False)
     _rlg: tuple[RandomLatentConverter, RandomLatentConverter] | None = field(default=None, repr=False)
+    _hifigan: HifiganDecoder | None = field(default=None, repr=False)
     device: torch.device = torch.device("cpu")
 
     def __post_init__(self):
@@ -111,15 +129,50 @@ class ModelSet:
             own["num_autoregressive_samples"] = max(own["num_autoregressive_samples"], settings.candidates)
         if own:
             settings = settings.replace(explicit=False, **own)
+        settings, notes = self._fit_chain(settings)
         limit = self.max_mel_tokens
         if settings.max_mel_tokens <= limit:
-            return settings, []
+            return settings, notes
         if "max_mel_tokens" in settings.explicit:
             raise ValueError(f"max_mel_tokens {settings.max_mel_tokens} is more than this model can draw; "
                              f"use at most {limit}.")
         note = (f"This model draws at most {limit} codes, so max_mel_tokens is {limit} (the preset asks for "
                 f"{settings.max_mel_tokens}).")
-        return settings.replace(max_mel_tokens=limit, explicit=False), [note]
+        return settings.replace(max_mel_tokens=limit, explicit=False), notes + [note]
+
+    def _fit_chain(self, settings: Settings) -> tuple[Settings, list[str]]:
+        """The settings a decoder choice runs with: a chain that draws one sample (the fast path) refuses the
+        settings it does not use when the user chose them, and says in one note that the preset's are not used."""
+        decoder = self.chain(settings.decoder).decoder  # ModelUnavailable or WeightsMissing now, before any work
+        unused = decoder.unused_settings
+        if not unused:
+            return settings, []
+        chosen = [name for name in unused if name in settings.explicit]
+        if chosen:
+            raise ValueError(f"The {settings.decoder} decoder draws one sample and makes its audio without ranking "
+                             f"or diffusion, so it does not use {', '.join(chosen)}; leave "
+                             f"{'it' if len(chosen) == 1 else 'them'} out.")
+        note = (f"The {settings.decoder} decoder draws one sample and turns its latents straight into audio (upstream's "
+                f"fast path), so the preset's {settings.num_autoregressive_samples} samples, ranking and diffusion "
+                "settings are not used.")
+        return settings.replace(explicit=False, num_autoregressive_samples=1, candidates=1), [note]
+
+    def chain(self, decoder: str = "diffusion") -> Chain:
+        """The stages ``decoder`` (one of ``config.DECODERS``) runs on this set: "diffusion", its main chain (ranker
+        and decoder), or "hifigan", the fast path (no ranking, HiFiGAN; loads hifidecoder.pth on first use)."""
+        if decoder == "hifigan":
+            return Chain(NoRanking(), HifiganVocoder(self.gpt, self.hifigan))
+        return Chain(self.ranker, self.decoder)
+
+    @property
+    def hifigan(self) -> HifiganDecoder:
+        """The fast path's decoder, loaded on first use; ModelUnavailable for a set without one."""
+        if self._hifigan_loader is None:
+            raise ModelUnavailable(f"Decoder 'hifigan' needs the official model's HiFiGAN, and {self.description} "
+                                   "has none; use decoder 'diffusion' (its own chain) or the official weights.")
+        if self._hifigan is None:
+            self._hifigan = self._hifigan_loader().eval().to(self.device)
+        return self._hifigan
 
     @property
     def cvvp(self) -> CVVP:
@@ -146,12 +199,14 @@ class ModelSet:
     @property
     def loaded(self) -> list[str]:
         names = ["gpt", "diffusion", "clvp", "vocoder"]
-        return names + (["cvvp"] if self._cvvp is not None else []) + (["random_latents"] if self._rlg else [])
+        return (names + (["cvvp"] if self._cvvp is not None else []) + (["random_latents"] if self._rlg else [])
+                + (["hifigan"] if self._hifigan is not None else []))
 
     def to(self, device: str | torch.device | None = None) -> "ModelSet":
         """Move every loaded network to ``device`` (None: ``device.choose_device``'s choice)."""
         self.device = choose_device(None if device is None else str(device))
-        for module in (self.gpt, self.diffusion, self.clvp, self.vocoder, self._cvvp, *(self._rlg or ())):
+        for module in (self.gpt, self.diffusion, self.clvp, self.vocoder, self._cvvp, self._hifigan,
+                       *(self._rlg or ())):
             if module is not None:
                 module.to(self.device)
         return self
@@ -195,6 +250,7 @@ def official_models(models_dir: str | Path | None = None, device: str | torch.de
         vocoder=load(UnivNetGenerator(VocoderConfig.from_name(size)), "vocoder.pth", "vocoder"),
         _cvvp_loader=lambda: load(CVVP(CVVPConfig.from_name(size)), "cvvp.pth", "cvvp"),
         _rlg_loader=rlg,
+        _hifigan_loader=lambda: _load_hifigan(gpt, size, models_dir),
         speech_rate=OFFICIAL_SPEECH_RATE if size == "tortoise-v2" else None,  # other sizes: test files, noise
     ).to(device)
 
@@ -299,6 +355,29 @@ def _trained_speech(profile: dict | None) -> dict:
                                       f"its training corpus ({profile['utterances']} utterances)")}
 
 
+def _hifigan_config(gpt: UnifiedVoice, size: str) -> HifiganConfig:
+    """The HiFiGAN of a size, reading latents as wide as the AR model's (1024 at the official size)."""
+    width = gpt.config.model_dim
+    return dataclasses.replace(HifiganConfig.from_name(size), in_channels=width, cond_channels=width)
+
+
+def _load_hifigan(gpt: UnifiedVoice, size: str, models_dir: str | Path | None) -> HifiganDecoder:
+    path = find_weights(HIFIGAN_WEIGHTS, models_dir)
+    if path is None:
+        where = f"--models-dir {models_dir}" if models_dir else "the model-hub cache"
+        fetch = f"tortoise-lab download --files {HIFIGAN_WEIGHTS}" + (f" --models-dir {models_dir}" if models_dir else "")
+        raise WeightsMissing(f"decoder 'hifigan' needs {HIFIGAN_WEIGHTS}, which is not in {where}: run `{fetch}` "
+                             "first, or use decoder 'diffusion'.")
+    return _eval(load_weights(HifiganDecoder(_hifigan_config(gpt, size)), path, FORMATS["hifigan"]))
+
+
+def _random_hifigan(gpt: UnifiedVoice, size: str, seed: int) -> HifiganDecoder:
+    """A seeded random HiFiGAN, built apart from the global generator's stream (built lazily, mid-run)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _eval(HifiganDecoder(_hifigan_config(gpt, size)))
+
+
 def _files_fingerprint(paths: list[Path]) -> str:
     """Cheap identity of weight files (hashing 2 GB on every run would cost more than the cache saves)."""
     import hashlib
@@ -330,6 +409,7 @@ def random_models(size: str = "tiny", seed: int = 0, device: str | torch.device 
         vocoder=_eval(UnivNetGenerator(VocoderConfig.from_name(size))),
         _cvvp_loader=lambda: cvvp,
         _rlg_loader=lambda: rlg,
+        _hifigan_loader=lambda: _random_hifigan(gpt, size, seed + 1),
     ).to(device)
 
 

@@ -9,7 +9,8 @@ with the next seed (the run's seed + chunk number + 1); a note says so, and name
 
 ``TextToSpeech.tts`` runs the stages for each chunk of the text and returns one ``Speech``. All randomness
 comes from one ``torch.Generator`` seeded with the run's seed, drawn in a fixed order, so the same seed and
-settings give the same audio, with the KV cache on or off.
+settings give the same audio, with the KV cache on or off. ``settings.decoder`` picks the chain after sampling
+(``ModelSet.chain``): the set's main one, or "hifigan", upstream's fast path (one sample, no ranking, HiFiGAN).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from tortoise_lab import __version__
 from tortoise_lab.config import OUTPUT_SAMPLE_RATE, SEED_RANGE, TEXT_SPLIT_MAX, InferenceOptions, Settings, draw_seed
 from tortoise_lab.device import choose_device
-from tortoise_lab.model_set import ModelSet
+from tortoise_lab.model_set import Chain, ModelSet
 from tortoise_lab.stages.conditioning import voice_latents
 from tortoise_lab.stages.pacing import count_letters, speech_seconds
 from tortoise_lab.stages.redaction import parse_redactions
@@ -123,7 +124,7 @@ class TextToSpeech:
         options = settings.inference
         if options not in self._decoders or self._decoders[options][0].is_stale():  # options toggled back and forth
             self._decoders[options] = prepare_decoder(self.models.gpt, options)
-        self.models.ranker.prepare(options, self.device)
+        self.models.chain(settings.decoder).ranker.prepare(options, self.device)
         return self._decoders[options]
 
     def tts(self, text: str, voice: Voice | None = None, preset: str = "fast", seed: int | None = None,
@@ -138,24 +139,15 @@ class TextToSpeech:
             settings = settings.replace(**overrides)
         voice = voice or Voice("random")
         seed = draw_seed(seed)
-        if settings.inference.device is not None and choose_device(settings.inference.device) != self.device:
-            self.models.to(choose_device(settings.inference.device))
-        settings, notes = self.models.fit(settings)
-        chunks, chunk_notes = self.chunks(text, settings)
-        notes += chunk_notes
-        if settings.redact:  # unbalanced brackets fail now, not after minutes of sampling
-            for piece in [text, *chunks]:
-                parse_redactions(piece)
+        settings, chain, chunks, decoder, notes = self._start(text, voice, settings)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         timer = StageTimer(self.device)
-        decoder, option_notes = self.prepare(settings)
-        notes += [note for note in option_notes if note not in notes]
-        notes += [note for note in voice.notes if note not in notes]  # the voice's clip checks (voices.library)
         chunk_wavs, all_codes, all_scores = [], [], []
         with torch.no_grad(), timer.stage("total"):
             with timer.stage("conditioning"):
                 latents, ar_mels = voice_latents(self.models, voice, generator, want_mels=settings.cvvp_amount > 0,
-                                                 cache=settings.latent_cache)
+                                                 cache=settings.latent_cache,
+                                                 diffusion=chain.decoder.needs_diffusion_latent)
             for index, chunk in enumerate(tqdm(chunks, desc="chunks", disable=not self.progress or len(chunks) == 1,
                                                leave=False)):
                 report = on_step
@@ -165,8 +157,8 @@ class TextToSpeech:
                 def speak(chunk_generator, again=False, chunk=chunk, report=report):
                     if again and report is not None:  # a redraw's steps start from 0 again: say which they are
                         report = (lambda stage, done, total, first=report: first(stage + ", drawn again", done, total))
-                    return self._speak_chunk(chunk, latents, ar_mels, settings, decoder, chunk_generator, timer,
-                                             notes, report)
+                    return self._speak_chunk(chunk, latents, ar_mels, settings, chain, decoder, chunk_generator,
+                                             timer, notes, report)
 
                 label = f"Chunk {index + 1} of {len(chunks)}" if len(chunks) > 1 else "The speech"
                 wavs, best, scores = self._paced(speak(generator), speak, chunk, label, (seed + index + 1) % SEED_RANGE,
@@ -178,6 +170,23 @@ class TextToSpeech:
         return Speech(wav=candidates[0], sample_rate=SAMPLE_RATE, seed=seed, text=text, voice=voice.name,
                       settings=settings.to_dict(), candidates=candidates, codes=all_codes, scores=all_scores,
                       chunks=chunks, timings=timer.seconds, model=self.models.description, notes=notes)
+
+    def _start(self, text: str, voice: Voice, settings: Settings):
+        """What every run settles before any work: the settings fitted to the model set (and the device moved),
+        the decoder choice's chain, the chunks, the prepared AR decoder and the notes so far."""
+        if settings.inference.device is not None and choose_device(settings.inference.device) != self.device:
+            self.models.to(choose_device(settings.inference.device))
+        settings, notes = self.models.fit(settings)
+        chain = self.models.chain(settings.decoder)
+        chunks, chunk_notes = self.chunks(text, settings)
+        notes += chunk_notes
+        if settings.redact:  # unbalanced brackets fail now, not after minutes of sampling
+            for piece in [text, *chunks]:
+                parse_redactions(piece)
+        decoder, option_notes = self.prepare(settings)
+        notes += [note for note in option_notes if note not in notes]
+        notes += [note for note in voice.notes if note not in notes]  # the voice's clip checks (voices.library)
+        return settings, chain, chunks, decoder, notes
 
     def _paced(self, take, speak, chunk: str, label: str, redraw_seed: int, settings: Settings, notes: list[str]):
         """``take`` (k waveforms, codes, scores), or ``speak(generator)``'s redraw with ``redraw_seed`` when the best
@@ -208,21 +217,22 @@ class TextToSpeech:
                      "the text or try another seed.")
         return kept
 
-    def _speak_chunk(self, chunk, latents, ar_mels, settings, decoder, generator, timer, notes, on_step=None):
+    def _speak_chunk(self, chunk, latents, ar_mels, settings, chain: Chain, decoder, generator, timer, notes,
+                     on_step=None):
         """One chunk through sampling, ranking, decoding and redaction: (k waveforms, (k, T) codes, (N,) scores)."""
         models = self.models
         text_tokens = self.text_tokens(chunk)
         with timer.stage("autoregressive"):
             codes = sample_codes(decoder, latents.autoregressive, text_tokens, settings, models.quirks, generator,
                                  self.progress, on_step)
-        codes, all_stopped = models.decoder.finish_codes(codes)
+        codes, all_stopped = chain.decoder.finish_codes(codes)
         if not all_stopped and not any("stop token" in n for n in notes):
             notes.append(f"Some samples reached max_mel_tokens ({codes.shape[1]}) without a stop token: the speech "
                          "may be cut short; split the text or raise max_mel_tokens.")
         with timer.stage("ranking"):
-            scores = models.ranker.score(codes, text_tokens, latents, ar_mels, settings)
+            scores = chain.ranker.score(codes, text_tokens, latents, ar_mels, settings)
         best = best_rows(codes, scores, settings.candidates)  # (k, T)
-        wavs = models.decoder.decode(best, text_tokens, latents, settings, generator, timer, self.progress, on_step)
+        wavs = chain.decoder.decode(best, text_tokens, latents, settings, generator, timer, self.progress, on_step)
         if settings.redact and ("[" in chunk or "]" in chunk):
             with timer.stage("redaction"):
                 wavs = [self._redact(wav, chunk, notes) for wav in wavs]

@@ -86,7 +86,8 @@ def identity(text: str, voice: str, seed: int, settings: dict, model: str) -> di
 def sidecar_identity(sidecar: dict) -> dict | None:
     """``identity`` of the run a sidecar describes, or None if it lacks a field."""
     try:
-        return identity(sidecar["text"], sidecar["voice"], sidecar["seed"], sidecar["settings"], sidecar["model"])
+        settings = {"decoder": "diffusion", **sidecar["settings"]}  # sidecars from before the choice had no other
+        return identity(sidecar["text"], sidecar["voice"], sidecar["seed"], settings, sidecar["model"])
     except (KeyError, TypeError, AttributeError):
         return None
 

@@ -73,7 +73,7 @@ TUNING_OPTIONS = (
 # Flags whose value goes to Settings under the flag's own name (dashes -> underscores).
 SETTING_FLAGS = [flag[2:].replace("-", "_") for flag, *_ in TUNING_OPTIONS] + [
     "cond_free", "sampler", "candidates", "batch_size", "text_split", "kv_cache", "half", "deepspeed", "compile",
-    "int8", "device", "latent_cache"]
+    "int8", "device", "latent_cache", "decoder"]
 
 
 class CliError(Exception):

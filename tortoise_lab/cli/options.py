@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from tortoise_lab.cli.common import DEFAULT_OUTPUT_DIR, TUNING_OPTIONS, seed_value
-from tortoise_lab.config import DEFAULT_BATCH_SIZE, PRESETS, SAMPLERS, SEED_RANGE
+from tortoise_lab.config import DECODERS, DEFAULT_BATCH_SIZE, PRESETS, SAMPLERS, SEED_RANGE
 from tortoise_lab.model_set import MODEL_CHOICES
 
 __all__ = ["add_synthesis_options", "add_model_options"]
@@ -90,6 +90,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                      help="speak [bracketed] text too; normally it guides the delivery and is cut from the audio")
     run.add_argument("--latent-cache", action=flag, default=None,
                      help="reuse a clip voice's conditioning latents saved beside its clips (default: on)")
+    run.add_argument("--decoder", choices=DECODERS, default=None,
+                     help="how codes become audio: diffusion (the model's main chain: many samples ranked, diffusion, "
+                          "vocoder) or hifigan (upstream's fast path, read_fast for read: one sample's latents "
+                          "straight to audio; needs hifidecoder.pth) (default: diffusion)")
     run.add_argument("--batch-size", type=int, default=None, metavar="N",
                      help="autoregressive samples drawn at once; lower it if you run out of memory "
                           f"(default: {DEFAULT_BATCH_SIZE})")

@@ -73,17 +73,19 @@ def conditioning_latents(clips: list[torch.Tensor], gpt: UnifiedVoice, diffusion
 
 
 def voice_latents(models: "ModelSet", voice: Voice, generator: torch.Generator, want_mels: bool = False,
-                  cache: bool = True) -> tuple[ConditioningLatents, torch.Tensor | None]:
+                  cache: bool = True, diffusion: bool = True) -> tuple[ConditioningLatents, torch.Tensor | None]:
     """(latents, AR conditioning mels (1, n_clips, 80, T) for CVVP when ``want_mels``, else None).
 
     Blends are the weighted sums of their parts' latents. Clip voices go through the latent cache. Clips longer
     than the 6 s window are cropped at starts drawn from a generator seeded by the clips themselves (upstream
     draws them at random): a voice always gives the same latents, and the run's generator is not touched, so
-    caching cannot change the output. A random voice draws from the run's generator.
+    caching cannot change the output. A random voice draws from the run's generator: both latents, or with
+    ``diffusion`` False (a chain that does not read it, as upstream's fast path) only the autoregressive one.
     """
     device = models.device
     if voice.parts:
-        blended = [(voice_latents(models, part, generator, want_mels, cache), weight) for part, weight in voice.parts]
+        blended = [(voice_latents(models, part, generator, want_mels, cache, diffusion), weight)
+                   for part, weight in voice.parts]
         diffusion = None
         if all(l.diffusion is not None for (l, _), _ in blended):
             diffusion = sum(w * l.diffusion for (l, _), w in blended)
@@ -95,7 +97,8 @@ def voice_latents(models: "ModelSet", voice: Voice, generator: torch.Generator, 
         return ConditioningLatents(ar.reshape(1, -1), diffusion.reshape(1, -1)), None
     if voice.is_random:
         rlg_ar, rlg_diffusion = models.random_latents
-        return ConditioningLatents(rlg_ar(1, generator), rlg_diffusion(1, generator)), None
+        autoregressive = rlg_ar(1, generator)
+        return ConditioningLatents(autoregressive, rlg_diffusion(1, generator) if diffusion else None), None
     crops = torch.Generator().manual_seed(int(voice.clip_hash()[:15], 16))
     starts = crop_starts(voice.clips, crops)
     store = LatentCache(models.fingerprint, enabled=cache and models.diffusion is not None)

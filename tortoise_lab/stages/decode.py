@@ -8,6 +8,11 @@
 rows, the diffusion decoder (``diffusion_sampler``) to a 100-band mel, and UnivNet to audio.
 ``CodebookGriffinLim`` (the embedded model's chain, chosen by measurement, see the README): the rows up to their
 stop code through the k-means code book to a mel, and Griffin-Lim to audio.
+``HifiganVocoder`` (the fast path, upstream's ``api_fast``): the rows up to and including their stop code, their AR
+latents, and HiFiGAN straight to audio.
+
+``needs_diffusion_latent`` says whether the chain reads the voice's diffusion conditioning latent (a random voice
+draws one only for the chains that do, as upstream's fast path draws only the AR one).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from tortoise_lab.fast import autocast_context
 from tortoise_lab.models.diffusion import DiffusionDecoder
 from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.models.griffin_lim import GRIFFIN_LIM_ITERATIONS, griffin_lim
+from tortoise_lab.models.hifigan import HifiganDecoder
 from tortoise_lab.models.quantizer import KMeansQuantizer
 from tortoise_lab.models.vocoder import UnivNetGenerator
 from tortoise_lab.stages.conditioning import ConditioningLatents
@@ -29,7 +35,7 @@ from tortoise_lab.stages.sampling import StepCallback, codes_until_stop
 from tortoise_lab.stages.timing import StageTimer
 
 __all__ = ["END_CODES", "CALM_RUN_TO_TRIM", "fix_autoregressive_output", "trim_at_calm", "diffusion_frames",
-           "codebook_audio", "DiffusionVocoder", "CodebookGriffinLim"]
+           "codebook_audio", "DiffusionVocoder", "CodebookGriffinLim", "HifiganVocoder"]
 
 END_CODES = (45, 45, 248)  # what the DVAE gives for the end of zero-padded audio; ends every fixed-up row
 CALM_RUN_TO_TRIM = 8  # after more than this many calm codes in a row, the diffusion input is cut
@@ -73,6 +79,9 @@ def codebook_audio(quantizer: KMeansQuantizer, codes: torch.Tensor,
 
 class DiffusionVocoder:
     """The official chain: AR latents -> diffusion decoder -> 100-band mel -> UnivNet."""
+
+    needs_diffusion_latent = True
+    unused_settings: tuple[str, ...] = ()
 
     def __init__(self, gpt: UnifiedVoice, diffusion: DiffusionDecoder, vocoder: UnivNetGenerator):
         self.gpt, self.diffusion, self.vocoder = gpt, diffusion, vocoder
@@ -125,6 +134,9 @@ class DiffusionVocoder:
 class CodebookGriffinLim:
     """The embedded chain: codes up to the stop code -> code book mel -> Griffin-Lim."""
 
+    needs_diffusion_latent = False
+    unused_settings: tuple[str, ...] = ()
+
     def __init__(self, quantizer: KMeansQuantizer, stop_token: int):
         self.quantizer, self.stop_token = quantizer, stop_token
 
@@ -141,4 +153,48 @@ class CodebookGriffinLim:
                 wavs.append(codebook_audio(self.quantizer, codes_until_stop(row, self.stop_token)[0]))
                 if on_step is not None:
                     on_step("decoding", i + 1, len(best))
+        return wavs
+
+
+class HifiganVocoder:
+    """The fast chain: codes up to and including the stop code -> their AR latents -> HiFiGAN -> audio.
+
+    As upstream's ``api_fast.tts``: no fix-up of the codes and no calm trim; the latents are the AR model's
+    teacher-forced pass over the codes, the stop code included (under autocast with half, as the sampling), and
+    HiFiGAN, in fp32, is conditioned on the voice's AR conditioning latent.
+    """
+
+    needs_diffusion_latent = False
+    # Settings it does not use, refused when the user sets them (ModelSet.fit): it draws one sample, ranks nothing
+    # and has no diffusion.
+    unused_settings = ("num_autoregressive_samples", "candidates", "batch_size", "cvvp_amount",
+                       "diffusion_iterations", "cond_free", "cond_free_k", "diffusion_temperature", "sampler")
+
+    def __init__(self, gpt: UnifiedVoice, hifigan: HifiganDecoder):
+        self.gpt, self.hifigan = gpt, hifigan
+
+    def length(self, codes: torch.Tensor) -> int:
+        """How many of a row's codes (T,) are decoded: up to and including the first stop code, else all."""
+        stops = (codes == self.gpt.config.stop_mel_token).nonzero()
+        return int(stops[0]) + 1 if len(stops) else codes.shape[0]
+
+    def finish_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        stopped = bool((codes == self.gpt.config.stop_mel_token).any(dim=1).all())
+        return codes[:, :max(self.length(row) for row in codes)], stopped
+
+    @torch.no_grad()
+    def decode(self, best: torch.Tensor, text_tokens: torch.Tensor, latents: ConditioningLatents,
+               settings: Settings, generator: torch.Generator, timer: StageTimer,
+               progress: bool = False, on_step: StepCallback | None = None) -> list[torch.Tensor]:
+        k = best.shape[0]
+        with timer.stage("ar_latents"), autocast_context(best.device, settings.inference.half):
+            ar_latents = self.gpt.latents(latents.autoregressive.expand(k, -1), text_tokens.expand(k, -1),
+                                          best).float()  # (k, T, C)
+        wavs = []
+        with timer.stage("hifigan"):
+            for i, row in enumerate(best):
+                speaker = latents.autoregressive.float()  # (1, C)
+                wavs.append(self.hifigan.inference(ar_latents[i:i + 1, :self.length(row)], speaker)[0])  # (1, N)
+                if on_step is not None:
+                    on_step("decoding", i + 1, k)
         return wavs

@@ -5,6 +5,8 @@ Both rankers have one interface, ``score(codes, text_tokens, latents, ar_mels, s
   similarity by ``cvvp_amount`` when the voice has clips; int8 CLVP on CPU when the run asks for int8.
 - ``LikelihoodRanker`` (the embedded model, which has no CLVP): the mean log-probability the AR model itself
   gives each row, up to and including its stop code.
+- ``NoRanking`` (the HiFiGAN fast path, as upstream's ``api_fast``): one sample is drawn, nothing is ranked; every
+  row scores 0.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tortoise_lab.models.cvvp import CVVP
 from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.stages.conditioning import ConditioningLatents
 
-__all__ = ["CALM_TOKEN", "ClvpRanker", "LikelihoodRanker", "best_rows"]
+__all__ = ["CALM_TOKEN", "ClvpRanker", "LikelihoodRanker", "NoRanking", "best_rows"]
 
 CALM_TOKEN = 83  # the code for silence (the fix-up writes it after the stop token; CLVP scores unknown codes as it)
 
@@ -90,3 +92,15 @@ class LikelihoodRanker:
         after_stop = (codes == stop).long().cumsum(dim=1) - (codes == stop).long() > 0  # positions past the stop
         valid = (~after_stop).float()
         return ((log_probs * valid).sum(dim=1) / valid.sum(dim=1)).float()
+
+
+class NoRanking:
+    """For a chain that draws one sample (the fast path): nothing to rank, and no model to run for it."""
+
+    def prepare(self, options: InferenceOptions, device: torch.device) -> None:
+        """Nothing to build."""
+
+    def score(self, codes: torch.Tensor, text_tokens: torch.Tensor, latents: ConditioningLatents,
+              ar_mels: torch.Tensor | None, settings: Settings) -> torch.Tensor:
+        """codes (N, T) -> (N,) zeros."""
+        return torch.zeros(codes.shape[0], device=codes.device)

@@ -1,16 +1,22 @@
 """Reference side of tests/parity/test_tts.py: upstream's whole TextToSpeech.tts() on small random models.
 
-args: {"gpt", "diffusion", "clvp", "cvvp", "vocoder": constructor kwargs; "seed": weights seed;
+args: {"gpt", "diffusion", "clvp", "cvvp", "vocoder", "hifigan": constructor kwargs; "seed": weights seed;
        "runs": [{"name", "text", "voice": "clips" | "random", "tts_seed", "settings": {...tts kwargs},
-                 "batch_size"}]}
+                 "batch_size"}],
+       "fast_runs": [{"name", "text", "voice", "tts_seed", "settings"}]: the same through api_fast's tts}
 inputs: clip_0, clip_1, ... (1, N) at 22.05 kHz (each shorter than 6 s)
-writes: official-style .pth files of every model; outputs: <name>_wav, <name>_codes (the chosen
-        candidates' fixed-up codes) and <name>_drawn (how many AR samples it drew) per run
+writes: official-style .pth files of every model (hifidecoder.pth too); outputs: <name>_wav, <name>_codes (the chosen
+        candidates' fixed-up codes; api_fast's: its one sample's codes, stop code included) and <name>_drawn (how many
+        AR samples it drew) per run
 """
+
+import contextlib
 
 import torch
 from _common import randomize_, read_args, read_inputs, save_state, tame_kernel_predictors_, write_outputs
 from tortoise.api import TextToSpeech
+from tortoise.api_fast import TextToSpeech as FastTextToSpeech
+from tortoise.models.hifigan_decoder import HifiganGenerator
 from tortoise.models.autoregressive import UnifiedVoice
 from tortoise.models.clvp import CLVP
 from tortoise.models.cvvp import CVVP
@@ -41,6 +47,8 @@ save_state(cvvp, "cvvp.pth")
 save_state(vocoder, "vocoder.pth", wrap="model_g")
 save_state(rlg_auto, "rlg_auto.pth")
 save_state(rlg_diffusion, "rlg_diffuser.pth")
+hifigan = randomize_(HifiganGenerator(**args["hifigan"]).eval(), seed + 7)  # weight norm kept, as api_fast runs it
+save_state(hifigan, "hifidecoder.pth")
 
 # TextToSpeech's constructor loads the official-size files; build it by hand around the small models instead.
 vocoder.eval(inference=True)
@@ -85,6 +93,36 @@ for run in args["runs"]:
     voice = clips if run["voice"] == "clips" else None
     wav = tts.tts(run["text"], voice_samples=voice, k=1, verbose=False, use_deterministic_seed=run["tts_seed"],
                   **run["settings"])
+    outputs[f"{run['name']}_wav"] = wav.reshape(1, -1)
+    outputs[f"{run['name']}_codes"] = chosen.pop("codes")
+    outputs[f"{run['name']}_drawn"] = torch.tensor([drawn["rows"]])
+
+
+@contextlib.contextmanager
+def cuda_means_cpu():
+    """HifiganGenerator.inference ends with ``.to("cuda")``; on this CUDA-less machine let that mean the CPU."""
+    plain_to = torch.Tensor.to
+
+    def to(self, *a, **kw):
+        return plain_to(self, *(("cpu",) + a[1:] if a and a[0] == "cuda" else a), **kw)
+
+    torch.Tensor.to = to
+    try:
+        yield
+    finally:
+        torch.Tensor.to = plain_to
+
+
+# api_fast's TextToSpeech around the same AR model, its HiFiGAN and its random-voice generator (built by hand too).
+fast = FastTextToSpeech.__new__(FastTextToSpeech)
+fast.__dict__.update(models_dir=None, enable_redaction=False, device=torch.device("cpu"), tokenizer=VoiceBpeTokenizer(),
+                     half=False, autoregressive=gpt, hifi_decoder=hifigan, rlg_auto=rlg_auto)
+for run in args.get("fast_runs", []):
+    drawn["rows"] = 0
+    voice = clips if run["voice"] == "clips" else None
+    with torch.no_grad(), cuda_means_cpu():
+        wav = fast.tts(run["text"], voice_samples=voice, k=1, verbose=False, use_deterministic_seed=run["tts_seed"],
+                       **run["settings"])
     outputs[f"{run['name']}_wav"] = wav.reshape(1, -1)
     outputs[f"{run['name']}_codes"] = chosen.pop("codes")
     outputs[f"{run['name']}_drawn"] = torch.tensor([drawn["rows"]])
