@@ -98,6 +98,14 @@ PYTHON_SUBSTITUTIONS = (
                                "diffusion_iterations=2, latent_cache=False)"),
 )
 
+# The stream's block ("Fast path and streaming"), made cheap the same way.
+STREAM_SUBSTITUTIONS = (
+    ("import official_models", "import official_models, random_models"),
+    ("TextToSpeech(official_models())", 'TextToSpeech(random_models("tiny"))'),
+    ('seed=3)', "seed=3, max_mel_tokens=30, latent_cache=False)"),
+)
+
+
 # ------------------------------------------------------------------------------------------- reading the README
 
 
@@ -234,6 +242,20 @@ def test_python_block_runs_on_the_tiny_model(workspace, monkeypatch):
     exec(compile(source, f"{README}:python block", "exec"), namespace)  # its last line reads every field it names
     speech = namespace["speech"]
     assert speech.wav.numel() > 0 and speech.sample_rate == 24_000 and speech.seed == 3
+
+
+@pytest.mark.slow
+def test_stream_block_runs_on_the_tiny_model(workspace, monkeypatch):
+    source = python_block(1)
+    assert "tts.stream(" in source
+    for documented, cheap in STREAM_SUBSTITUTIONS:
+        assert source.count(documented) == 1, f"the README's stream block no longer holds {documented!r}"
+        source = source.replace(documented, cheap)
+    monkeypatch.chdir(workspace.root)
+    namespace: dict = {}
+    exec(compile(source, f"{README}:stream block", "exec"), namespace)
+    speech = namespace["speech"]
+    assert speech.wav.numel() > 0 and speech.seed == 3 and speech.timings["first_audio"] <= speech.timings["total"]
 
 
 def test_first_commands_are_setup_and_test_and_the_scripts_are_bash():

@@ -11,11 +11,17 @@ with the next seed (the run's seed + chunk number + 1); a note says so, and name
 comes from one ``torch.Generator`` seeded with the run's seed, drawn in a fixed order, so the same seed and
 settings give the same audio, with the KV cache on or off. ``settings.decoder`` picks the chain after sampling
 (``ModelSet.chain``): the set's main one, or "hifigan", upstream's fast path (one sample, no ranking, HiFiGAN).
+
+``TextToSpeech.stream`` is the fast path as the codes are drawn: each piece of audio is decoded from the new AR
+latents plus the decoder's context (``stages.streaming``) and handed out at once; the pieces join into the
+whole-utterance fast-path audio.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -28,12 +34,14 @@ from tortoise_lab.stages.conditioning import voice_latents
 from tortoise_lab.stages.pacing import count_letters, speech_seconds
 from tortoise_lab.stages.redaction import parse_redactions
 from tortoise_lab.stages.rerank import best_rows
-from tortoise_lab.stages.sampling import PreparedDecoder, StepCallback, prepare_decoder, sample_codes
+from tortoise_lab.stages.sampling import (PreparedDecoder, StepCallback, prepare_decoder, sample_codes,
+                                          sampling_options)
+from tortoise_lab.stages.streaming import CHUNK_CODES, FIRST_CHUNK_CODES
 from tortoise_lab.stages.timing import StageTimer
 from tortoise_lab.text import Tokenizer, clean_text, fit_chunks
 from tortoise_lab.voices import Voice
 
-__all__ = ["Speech", "TextToSpeech", "SAMPLE_RATE"]
+__all__ = ["Speech", "SpeechStream", "TextToSpeech", "SAMPLE_RATE"]
 
 SAMPLE_RATE = OUTPUT_SAMPLE_RATE
 
@@ -69,6 +77,21 @@ class Speech:
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()}, "model": self.model,
             "notes": self.notes, "tortoise_lab_version": self.version,
         }
+
+
+class SpeechStream:
+    """``TextToSpeech.stream``'s result: iterate it for the audio pieces, (1, n) float32 at 24 kHz each, as they are
+    made; after the last one, ``result`` is the run's ``Speech`` (seed, timings with "first_audio", the whole wav:
+    the pieces joined)."""
+
+    def __init__(self, pieces: Iterator[torch.Tensor]):
+        self._pieces = pieces
+        self.result: Speech | None = None
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        result = yield from self._pieces
+        if result is not None:  # (iterated again: nothing more, the result stays)
+            self.result = result
 
 
 class TextToSpeech:
@@ -188,6 +211,83 @@ class TextToSpeech:
         notes += [note for note in voice.notes if note not in notes]  # the voice's clip checks (voices.library)
         return settings, chain, chunks, decoder, notes
 
+    def stream(self, text: str, voice: Voice | None = None, preset: str = "fast", seed: int | None = None,
+               settings: Settings | None = None, first_chunk_codes: int = FIRST_CHUNK_CODES,
+               chunk_codes: int = CHUNK_CODES, **overrides) -> SpeechStream:
+        """Speak ``text`` with the fast path (decoder "hifigan"), handing out audio as the codes are drawn.
+
+        The first piece comes once ``first_chunk_codes`` codes are drawn, later ones every ``chunk_codes`` codes, and
+        the last when the chunk's codes end (``stages.streaming`` explains the sizes); a text of several chunks
+        streams them in turn. The pieces join into ``tts(..., decoder="hifigan")``'s audio for the same seed (the
+        same codes; the audio within fp32 rounding), except where ``tts`` would draw a chunk again for its length:
+        a streamed chunk has been heard already, so the stream only notes it. [Bracketed] text is spoken, not cut,
+        in a stream. Setting problems raise here, before the first piece.
+        """
+        settings = settings or Settings.from_preset(preset)
+        if overrides:
+            settings = settings.replace(**overrides)
+        if settings.decoder != "hifigan":
+            if "decoder" in settings.explicit:
+                raise ValueError(f"Streaming decodes with decoder 'hifigan' only (decoder {settings.decoder!r} makes "
+                                 "a chunk's audio once all its codes are drawn); leave decoder out or set 'hifigan'.")
+            settings = settings.replace(explicit=False, decoder="hifigan")
+        if first_chunk_codes < 1 or chunk_codes < 1:
+            raise ValueError("first_chunk_codes and chunk_codes must be at least 1.")
+        voice = voice or Voice("random")
+        seed = draw_seed(seed)
+        settings, chain, chunks, decoder, notes = self._start(text, voice, settings)
+        if settings.redact and any("[" in chunk or "]" in chunk for chunk in chunks):
+            notes.append("[Bracketed] text is spoken and not cut out in a stream (the cut needs the whole audio); "
+                         "use tts for it.")
+        return SpeechStream(self._stream(text, voice, seed, settings, chain, chunks, decoder, notes,
+                                         (first_chunk_codes, chunk_codes)))
+
+    def _stream(self, text, voice, seed, settings, chain, chunks, decoder, notes, sizes):
+        """The generator behind ``stream``: yields (1, n) pieces, returns the ``Speech``."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        timer, started, first_audio = StageTimer(self.device), time.perf_counter(), None
+        pieces, all_codes = [], []
+        with timer.stage("conditioning"), torch.no_grad():
+            latents, _ = voice_latents(self.models, voice, generator, cache=settings.latent_cache, diffusion=False)
+        for index, chunk in enumerate(chunks):
+            incremental = chain.decoder.open_stream(latents.autoregressive, *sizes)
+            steps = decoder.draw(latents.autoregressive, self.text_tokens(chunk), settings.max_mel_tokens,
+                                 **sampling_options(settings, self.models.quirks, generator))
+            drawn, start = None, len(pieces)
+            while True:
+                with timer.stage("autoregressive"):
+                    step = next(steps, None)
+                with timer.stage("hifigan"):
+                    piece = (incremental.push(step.latent[0].float()) if step is not None else
+                             incremental.finish()).float().cpu()
+                if piece.shape[-1]:
+                    first_audio = first_audio or time.perf_counter() - started
+                    pieces.append(piece)
+                    yield piece
+                if step is None:
+                    break
+                drawn = step
+            all_codes.append(drawn.codes[:, :drawn.step + 1].cpu())
+            if not bool(drawn.done.all()):
+                _note_no_stop(drawn.step + 1, notes)
+            self._note_pace(chunk, torch.cat(pieces[start:], dim=-1), index, len(chunks), notes)
+        timer.seconds["total"] = time.perf_counter() - started
+        timer.seconds["first_audio"] = first_audio or timer.seconds["total"]
+        wav = torch.cat(pieces, dim=-1) if pieces else torch.zeros(1, 0)
+        return Speech(wav=wav, sample_rate=SAMPLE_RATE, seed=seed, text=text, voice=voice.name,
+                      settings=settings.to_dict(), candidates=[wav], codes=all_codes,
+                      scores=[torch.zeros(1) for _ in chunks], chunks=chunks, timings=timer.seconds,
+                      model=self.models.description, notes=notes)
+
+    def _note_pace(self, chunk: str, wav: torch.Tensor, index: int, count: int, notes: list[str]) -> None:
+        """A streamed chunk's duration check (``stages.pacing``): a note, since it cannot be drawn again."""
+        rate = self.models.speech_rate
+        verdict = None if rate is None else rate.judge(chunk, wav, SAMPLE_RATE)
+        if verdict is not None:
+            label = f"Chunk {index + 1} of {count}" if count > 1 else "The speech"
+            notes.append(f"{label} ({chunk[:50]!r}) came out too {verdict} ({speech_seconds(wav, SAMPLE_RATE):.1f} s "
+                         "of speech); a stream cannot draw it again: listen to it, or try another seed.")
+
     def _paced(self, take, speak, chunk: str, label: str, redraw_seed: int, settings: Settings, notes: list[str]):
         """``take`` (k waveforms, codes, scores), or ``speak(generator)``'s redraw with ``redraw_seed`` when the best
         waveform's speech is clearly too short or too long for the chunk (``stages.pacing``); a note either way."""
@@ -226,9 +326,8 @@ class TextToSpeech:
             codes = sample_codes(decoder, latents.autoregressive, text_tokens, settings, models.quirks, generator,
                                  self.progress, on_step)
         codes, all_stopped = chain.decoder.finish_codes(codes)
-        if not all_stopped and not any("stop token" in n for n in notes):
-            notes.append(f"Some samples reached max_mel_tokens ({codes.shape[1]}) without a stop token: the speech "
-                         "may be cut short; split the text or raise max_mel_tokens.")
+        if not all_stopped:
+            _note_no_stop(codes.shape[1], notes)
         with timer.stage("ranking"):
             scores = chain.ranker.score(codes, text_tokens, latents, ar_mels, settings)
         best = best_rows(codes, scores, settings.candidates)  # (k, T)
@@ -257,3 +356,10 @@ class TextToSpeech:
             except AlignerUnavailableError as error:
                 self._aligner_error = str(error)
         return self.aligner
+
+
+def _note_no_stop(max_mel_tokens: int, notes: list[str]) -> None:
+    """The note for samples that reached ``max_mel_tokens`` without a stop token, once per run."""
+    if not any("stop token" in n for n in notes):
+        notes.append(f"Some samples reached max_mel_tokens ({max_mel_tokens}) without a stop token: the speech "
+                     "may be cut short; split the text or raise max_mel_tokens.")

@@ -1,5 +1,5 @@
 """The whole pipeline against upstream's TextToSpeech.tts() on the same small random models and seed, and the fast path
-(decoder "hifigan") against upstream's api_fast TextToSpeech.tts().
+(decoder "hifigan", and its stream) against upstream's api_fast TextToSpeech.tts().
 
 Both draw every random number in the same order from one CPU stream (upstream: the global generator after
 ``torch.manual_seed(seed)``; ours: a ``torch.Generator`` seeded the same), so the audio must agree.
@@ -119,3 +119,15 @@ def test_fast_path_matches_api_fast(runs, clips, run, kv_cache):
     # (random voice) and 5.3e-7 (clips), with and without the KV cache; the waveforms peak at 0.59 and 0.88.
     torch.testing.assert_close(speech.wav, expected, rtol=0, atol=1e-5)
 
+
+@pytest.mark.parametrize("run", FAST_RUNS, ids=[r["name"] for r in FAST_RUNS])
+def test_the_stream_draws_api_fasts_codes_and_audio(runs, clips, run):
+    tts, reference_outputs = runs
+    voice = Voice("tom", clips=clips) if run["voice"] == "clips" else Voice("random")
+    stream = tts.stream(TEXT, voice=voice, preset="fast", seed=run["tts_seed"], max_mel_tokens=FAST_MAX_MEL_TOKENS,
+                        **run["settings"])
+    pieces = list(stream)
+    assert len(pieces) > 1 and torch.equal(stream.result.codes[0], reference_outputs[f"{run['name']}_codes"])
+    # Latents from the decode steps (upstream's stream takes them so too) rather than a teacher-forced pass, and
+    # HiFiGAN over windows: fp32 rounding apart, upstream's whole-utterance audio (measured: 4.2e-7 and 6.7e-7).
+    torch.testing.assert_close(torch.cat(pieces, dim=-1), reference_outputs[f"{run['name']}_wav"], rtol=0, atol=1e-5)

@@ -9,7 +9,7 @@ rows, the diffusion decoder (``diffusion_sampler``) to a 100-band mel, and UnivN
 ``CodebookGriffinLim`` (the embedded model's chain, chosen by measurement, see the README): the rows up to their
 stop code through the k-means code book to a mel, and Griffin-Lim to audio.
 ``HifiganVocoder`` (the fast path, upstream's ``api_fast``): the rows up to and including their stop code, their AR
-latents, and HiFiGAN straight to audio.
+latents, and HiFiGAN straight to audio; ``open_stream`` decodes the same audio piece by piece (``stages.streaming``).
 
 ``needs_diffusion_latent`` says whether the chain reads the voice's diffusion conditioning latent (a random voice
 draws one only for the chains that do, as upstream's fast path draws only the AR one).
@@ -32,6 +32,7 @@ from tortoise_lab.stages.conditioning import ConditioningLatents
 from tortoise_lab.stages.diffusion_sampler import sample
 from tortoise_lab.stages.rerank import CALM_TOKEN
 from tortoise_lab.stages.sampling import StepCallback, codes_until_stop
+from tortoise_lab.stages.streaming import FIRST_CHUNK_CODES, CHUNK_CODES, IncrementalHifigan
 from tortoise_lab.stages.timing import StageTimer
 
 __all__ = ["END_CODES", "CALM_RUN_TO_TRIM", "fix_autoregressive_output", "trim_at_calm", "diffusion_frames",
@@ -198,3 +199,9 @@ class HifiganVocoder:
                 if on_step is not None:
                     on_step("decoding", i + 1, k)
         return wavs
+
+    def open_stream(self, speaker: torch.Tensor, first_chunk_codes: int = FIRST_CHUNK_CODES,
+                    chunk_codes: int = CHUNK_CODES) -> IncrementalHifigan:
+        """An incremental decoder for one utterance in the voice ``speaker`` (1, C): push it the AR latents as they
+        are drawn; the pieces it returns join into what ``decode`` makes of the same latents."""
+        return IncrementalHifigan(self.hifigan, speaker.float(), first_chunk_codes, chunk_codes)

@@ -8,12 +8,16 @@ steps mel position k + 1 (it takes the count of mel inputs, the new one included
 positions of its uncached path, which are also the ones of its teacher-forced (training) pass.
 
 Randomness is explicit: sampling takes a ``torch.Generator``.
+
+Longer than 400 lines because the loop, its cached and uncached steps (each also in a form that keeps the AR
+latents, for the fast path and its stream) and the prepared decoder that runs them with the speed-ups must
+agree number for number, and do so best side by side.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -44,9 +48,10 @@ StepCallback = Callable[[str, int, int], None]
 UPSTREAM_TOP_K = 50
 
 __all__ = ["UPSTREAM_FILLER_CODES", "UPSTREAM_TOP_K", "DecodeStep", "SamplingQuirks", "UPSTREAM_QUIRKS",
-           "NO_QUIRKS", "prefill", "decode_one_token", "next_logits_uncached", "logits_to_probs",
-           "penalize_repeats", "ensure_cache", "generate_codes", "attach_caches", "PreparedDecoder",
-           "prepare_decoder", "sample_codes", "codes_until_stop", "draw_until_stop"]
+           "NO_QUIRKS", "prefill", "prefill_hidden", "decode_one_token", "decode_one_hidden",
+           "next_logits_uncached", "next_hidden_uncached", "logits_to_probs", "penalize_repeats", "ensure_cache",
+           "DrawnStep", "generate_codes", "draw_codes", "attach_caches", "PreparedDecoder", "prepare_decoder",
+           "sampling_options", "sample_codes", "codes_until_stop", "draw_until_stop"]
 
 
 @dataclass(frozen=True)
@@ -68,13 +73,18 @@ def prefill(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: torch.T
     When every row has the same prompt (the usual case: B samples of one sentence), the prompt runs once and its
     keys and values are written into every row of the cache, instead of B identical passes.
     """
+    return model.mel_logits(prefill_hidden(model, cond_latent, text_tokens)).expand(cond_latent.shape[0], -1)
+
+
+def prefill_hidden(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
+    """``prefill``'s work up to the last position's final-normed hidden state: (rows, C), where rows is 1 when every
+    row has the same prompt (expand it to the batch) and B otherwise. It is the AR latent of mel position 0."""
     batch = cond_latent.shape[0]
     rows = 1 if isinstance(model, UnifiedVoice) and _same_prompt(cond_latent, text_tokens) else batch
     prompt = model.prompt_embeddings(cond_latent[:rows], text_tokens[:rows])  # (rows, P, C)
     _check_room(model, prompt.shape[1])
     input_pos = torch.arange(prompt.shape[1], device=prompt.device)
-    hidden = model.decode(prompt, input_pos)  # (rows, P, C)
-    return model.mel_logits(hidden[:, -1]).expand(batch, -1)
+    return model.decode(prompt, input_pos)[:, -1]  # (rows, C)
 
 
 def _same_prompt(cond_latent: torch.Tensor, text_tokens: torch.Tensor) -> bool:
@@ -88,8 +98,14 @@ def decode_one_token(model: UnifiedVoice, codes: torch.Tensor, mel_pos: torch.Te
 
     Returns the logits for the next code, (B, number_mel_codes). Fixed shapes, no host syncs: compilable.
     """
-    hidden = model.decode(model.mel_embeddings(codes, mel_pos), input_pos)  # (B, 1, C)
-    return model.mel_logits(hidden[:, -1])
+    return model.mel_logits(decode_one_hidden(model, codes, mel_pos, input_pos))
+
+
+def decode_one_hidden(model: UnifiedVoice, codes: torch.Tensor, mel_pos: torch.Tensor,
+                      input_pos: torch.Tensor) -> torch.Tensor:
+    """``decode_one_token`` up to the final-normed hidden state, (B, C): the AR latent of mel position ``mel_pos``,
+    which ``model.mel_logits`` turns into the next code's logits. A ``DecodeStep`` for drawing with latents."""
+    return model.decode(model.mel_embeddings(codes, mel_pos), input_pos)[:, -1]  # (B, C)
 
 
 def next_logits_uncached(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: torch.Tensor,
@@ -98,11 +114,17 @@ def next_logits_uncached(model: UnifiedVoice, cond_latent: torch.Tensor, text_to
 
     The slow path, kept to check the cached one.
     """
+    return model.mel_logits(next_hidden_uncached(model, cond_latent, text_tokens, codes))
+
+
+def next_hidden_uncached(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: torch.Tensor,
+                         codes: torch.Tensor) -> torch.Tensor:
+    """``next_logits_uncached`` up to the last position's final-normed hidden state, (B, C)."""
     prompt = model.prompt_embeddings(cond_latent, text_tokens)
     if codes.shape[1]:
         mel_pos = torch.arange(1, codes.shape[1] + 1, device=codes.device)  # the start token holds position 0
         prompt = torch.cat([prompt, model.mel_embeddings(codes, mel_pos)], dim=1)
-    return model.mel_logits(model.decode(prompt)[:, -1])
+    return model.decode(prompt)[:, -1]
 
 
 def logits_to_probs(logits: torch.Tensor, temperature: float = 1.0, top_p: float | None = None,
@@ -148,29 +170,53 @@ def ensure_cache(model: UnifiedVoice, batch_size: int, needed_slots: int) -> Non
         model.setup_caches(batch_size, needed_slots)
 
 
+@dataclass
+class DrawnStep:
+    """One step of ``draw_codes``: the codes so far and, when asked for, the AR latent that chose this step's code."""
+
+    step: int  # 0-based: codes[:, :step + 1] are drawn
+    codes: torch.Tensor  # (B, max_mel_tokens), stop tokens beyond the codes drawn (the buffer the loop fills)
+    latent: torch.Tensor | None  # (B, C): final-normed hidden state of mel position ``step``, or None
+    done: torch.Tensor  # (B,) bool: the row has drawn its stop token
+
+
 def generate_codes(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: torch.Tensor,
-                   max_mel_tokens: int, *, kv_cache: bool = True, greedy: bool = True,
-                   temperature: float = 1.0, top_p: float | None = None, top_k: int | None = None,
-                   repetition_penalty: float = 1.0, always_penalized: tuple[int, ...] = (),
-                   generator: torch.Generator | None = None, stop_early: bool = True,
-                   decode_step: DecodeStep | None = None,
-                   on_step: Callable[[int], None] | None = None) -> torch.Tensor:
+                   max_mel_tokens: int, *, on_step: Callable[[int], None] | None = None, **sampling) -> torch.Tensor:
     """Decode up to ``max_mel_tokens`` codes per sample; returns (B, max_mel_tokens) long.
 
     cond_latent: (B, C); text_tokens: (B, T) (repeat one prompt to draw several samples). After a sample emits
-    the stop token, the rest of its row is stop tokens (as upstream pads). ``stop_early`` ends the loop once every
-    row has stopped; the result is padded to the same shape either way. ``greedy`` takes the argmax; otherwise codes
-    are drawn from ``logits_to_probs`` with ``generator``. ``repetition_penalty`` applies to the mel inputs so far
-    (the start token and the codes generated) and to the codes in ``always_penalized``; pass
-    ``UPSTREAM_FILLER_CODES`` there to sample exactly as upstream TorToiSe does.
-    ``kv_cache`` uses the model's attached static cache when it fits (``setup_caches`` once to reuse one
-    across calls, e.g. under torch.compile) and attaches a fitting one otherwise; False recomputes the whole
-    sequence every step (slow; for checks). ``decode_step`` replaces ``decode_one_token`` for the cached steps
-    (e.g. a compiled one from ``tortoise_lab.fast``); None uses ``decode_one_token``. ``on_step``, if given, is
-    called with the number of codes drawn so far after every step (it may raise, to stop decoding).
+    the stop token, the rest of its row is stop tokens (as upstream pads). ``sampling``: ``draw_codes``'s keyword
+    arguments. ``on_step``, if given, is called with the number of codes drawn so far after every step (it may
+    raise, to stop decoding).
+    """
+    codes = None
+    for drawn in draw_codes(model, cond_latent, text_tokens, max_mel_tokens, **sampling):
+        codes = drawn.codes
+        if on_step is not None:
+            on_step(drawn.step + 1)
+    return codes
+
+
+def draw_codes(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: torch.Tensor,
+               max_mel_tokens: int, *, kv_cache: bool = True, greedy: bool = True,
+               temperature: float = 1.0, top_p: float | None = None, top_k: int | None = None,
+               repetition_penalty: float = 1.0, always_penalized: tuple[int, ...] = (),
+               generator: torch.Generator | None = None, stop_early: bool = True,
+               decode_step: DecodeStep | None = None, latents: bool = False) -> Iterator[DrawnStep]:
+    """The decoding loop, one ``DrawnStep`` per code drawn (``generate_codes`` runs it to the end).
+
+    ``stop_early`` ends the loop once every row has stopped. ``greedy`` takes the argmax; otherwise codes are drawn
+    from ``logits_to_probs`` with ``generator``. ``repetition_penalty`` applies to the mel inputs so far (the start
+    token and the codes generated) and to the codes in ``always_penalized``; pass ``UPSTREAM_FILLER_CODES`` there to
+    sample exactly as upstream TorToiSe does. ``kv_cache`` uses the model's attached static cache when it fits
+    (``setup_caches`` once to reuse one across calls, e.g. under torch.compile) and attaches a fitting one
+    otherwise; False recomputes the whole sequence every step (slow; for checks). ``decode_step`` replaces the
+    cached step (e.g. a compiled one from ``tortoise_lab.fast``): ``decode_one_token`` by default, or with
+    ``latents`` ``decode_one_hidden`` (its logits are ``model.mel_logits`` of the latent it returns: the same
+    numbers). ``latents``: each step carries the AR latent its code was drawn from (what the fast path decodes).
     """
     config = model.config
-    step_fn = decode_one_token if decode_step is None else decode_step
+    step_fn = decode_step or (decode_one_hidden if latents else decode_one_token)
     batch = cond_latent.shape[0]
     if text_tokens.shape[0] != batch:
         raise ValueError(f"cond_latent has batch {batch} but text_tokens has {text_tokens.shape[0]}")
@@ -182,10 +228,19 @@ def generate_codes(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: 
     codes = torch.full((batch, max_mel_tokens), stop, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
 
+    hidden = None
     if kv_cache:
         prompt_len = model.prompt_length(text_tokens.shape[1])
         ensure_cache(model, batch, prompt_len + max_mel_tokens - 1)
-        logits = prefill(model, cond_latent, text_tokens)
+        if latents:
+            hidden = prefill_hidden(model, cond_latent, text_tokens)  # (rows, C)
+            logits = model.mel_logits(hidden).expand(batch, -1)
+            hidden = hidden.expand(batch, -1)
+        else:
+            logits = prefill(model, cond_latent, text_tokens)
+    elif latents:
+        hidden = next_hidden_uncached(model, cond_latent, text_tokens, codes[:, :0])
+        logits = model.mel_logits(hidden)
     else:
         logits = next_logits_uncached(model, cond_latent, text_tokens, codes[:, :0])
 
@@ -203,16 +258,20 @@ def generate_codes(model: UnifiedVoice, cond_latent: torch.Tensor, text_tokens: 
         next_code = torch.where(done, torch.full_like(next_code, stop), next_code)
         codes[:, step] = next_code
         done = done | (next_code == stop)
-        if on_step is not None:
-            on_step(step + 1)
+        yield DrawnStep(step, codes, hidden, done)
         if step + 1 == max_mel_tokens or (stop_early and bool(done.all())):
             break
         if kv_cache:
             mel_pos = torch.tensor([step + 1], device=device)  # the start token is mel position 0
-            logits = step_fn(model, next_code[:, None], mel_pos, mel_pos + prompt_len - 1)
+            out = step_fn(model, next_code[:, None], mel_pos, mel_pos + prompt_len - 1)
+        elif latents:
+            out = next_hidden_uncached(model, cond_latent, text_tokens, codes[:, :step + 1])
         else:
-            logits = next_logits_uncached(model, cond_latent, text_tokens, codes[:, :step + 1])
-    return codes
+            out = next_logits_uncached(model, cond_latent, text_tokens, codes[:, :step + 1])
+        if latents:
+            hidden, logits = out, model.mel_logits(out)
+        else:
+            logits = out
 
 
 # --- the prepared decoder: KV cache and speed-ups ----------------------------------------------------------
@@ -243,6 +302,7 @@ class PreparedDecoder:
     compute_dtype: torch.dtype | None  # autocast dtype; None = float32
     compiled: bool = False
     used: dict = field(default_factory=dict)  # what actually ran, for the output sidecar
+    hidden_step: DecodeStep = decode_one_hidden  # the cached step when drawing with latents (compiled with compile)
 
     def generate(self, cond_latent: torch.Tensor, text_tokens: torch.Tensor, max_mel_tokens: int,
                  **sampling) -> torch.Tensor:
@@ -254,6 +314,23 @@ class PreparedDecoder:
                 self._attach_caches(cond_latent.shape[0], text_tokens.shape[1], max_mel_tokens)
             return generate_codes(self.model, cond_latent, text_tokens, max_mel_tokens, kv_cache=self.kv_cache,
                                   decode_step=self.decode_step, **sampling)
+
+    def draw(self, cond_latent: torch.Tensor, text_tokens: torch.Tensor, max_mel_tokens: int,
+             **sampling) -> Iterator[DrawnStep]:
+        """``draw_codes`` with this decoder and ``latents=True``, one step at a time. Every step runs under this
+        decoder's no-grad and autocast, and only it: what the caller does between steps runs as it would alone."""
+        cond_latent, text_tokens = cond_latent.to(self.device), text_tokens.to(self.device)
+        with torch.no_grad(), autocast_to(self.device, self.compute_dtype):
+            if self.kv_cache and isinstance(self.model, UnifiedVoice):
+                self._attach_caches(cond_latent.shape[0], text_tokens.shape[1], max_mel_tokens)
+            steps = draw_codes(self.model, cond_latent, text_tokens, max_mel_tokens, kv_cache=self.kv_cache,
+                               decode_step=self.hidden_step, latents=True, **sampling)
+        while True:
+            with torch.no_grad(), autocast_to(self.device, self.compute_dtype):
+                drawn = next(steps, None)
+            if drawn is None:
+                return
+            yield drawn
 
     def is_stale(self) -> bool:
         """True when it can no longer run: a DeepSpeed decoder after another DeepSpeed model was built (DeepSpeed
@@ -318,6 +395,7 @@ def prepare_decoder(model: UnifiedVoice, options: InferenceOptions) -> tuple[Pre
                 notes.append(str(error))
 
     decode_step: DecodeStep = decode_one_token
+    hidden_step: DecodeStep = decode_one_hidden
     compiled = False
     if options.compile:
         if not options.kv_cache:
@@ -329,12 +407,21 @@ def prepare_decoder(model: UnifiedVoice, options: InferenceOptions) -> tuple[Pre
                          "DeepSpeed runs uncompiled.")
         else:
             decode_step = compile_decode_step(decode_one_token, device)
+            hidden_step = compile_decode_step(decode_one_hidden, device)  # lazy: compiled on first use only
             compiled = True
 
     used = {"device": str(device), "kv_cache": options.kv_cache,
             "dtype": str(compute_dtype or torch.float32).removeprefix("torch."),
             "deepspeed": use_deepspeed, "compile": compiled, "int8": use_int8}
-    return PreparedDecoder(decoder, decode_step, device, options.kv_cache, compute_dtype, compiled, used), notes
+    return PreparedDecoder(decoder, decode_step, device, options.kv_cache, compute_dtype, compiled, used,
+                           hidden_step), notes
+
+
+def sampling_options(settings: Settings, quirks: SamplingQuirks, generator: torch.Generator) -> dict:
+    """How every run draws its codes: ``draw_codes``'s keyword arguments from the settings and the set's quirks."""
+    return dict(greedy=False, temperature=settings.temperature, top_p=settings.top_p, top_k=quirks.top_k,
+                repetition_penalty=settings.repetition_penalty, always_penalized=quirks.always_penalized,
+                generator=generator)
 
 
 def sample_codes(decoder: PreparedDecoder, cond_latent: torch.Tensor, text_tokens: torch.Tensor, settings: Settings,
@@ -350,11 +437,9 @@ def sample_codes(decoder: PreparedDecoder, cond_latent: torch.Tensor, text_token
         size = min(batch, total - start)
         before = start // batch * steps
         report = None if on_step is None else (lambda step: on_step("autoregressive", before + step, batches * steps))
-        rows.append(decoder.generate(
-            cond_latent.expand(size, -1), text_tokens.expand(size, -1), settings.max_mel_tokens, greedy=False,
-            temperature=settings.temperature, top_p=settings.top_p, top_k=quirks.top_k,
-            repetition_penalty=settings.repetition_penalty, always_penalized=quirks.always_penalized,
-            generator=generator, on_step=report))
+        rows.append(decoder.generate(cond_latent.expand(size, -1), text_tokens.expand(size, -1),
+                                     settings.max_mel_tokens, on_step=report,
+                                     **sampling_options(settings, quirks, generator)))
         if report is not None:
             report(steps)
     return torch.cat(rows)
