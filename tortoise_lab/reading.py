@@ -78,7 +78,9 @@ def chunk_seed(run_seed: int, index: int) -> int:
 
 def identity(text: str, voice: str, seed: int, settings: dict, model: str) -> dict:
     """What determines a chunk's audio, in JSON form (so it compares equal to what a sidecar holds)."""
-    audio_settings = {k: v for k, v in settings.items() if k not in InferenceOptions.LOSSLESS}
+    # Sidecars written before the decoder choice existed were all made with the default decoder.
+    audio_settings = {"decoder": Settings().decoder,
+                      **{k: v for k, v in settings.items() if k not in InferenceOptions.LOSSLESS}}
     return json.loads(json_text({"text": text, "voice": voice, "seed": seed, "settings": audio_settings,
                                  "model": model}))
 
@@ -86,8 +88,7 @@ def identity(text: str, voice: str, seed: int, settings: dict, model: str) -> di
 def sidecar_identity(sidecar: dict) -> dict | None:
     """``identity`` of the run a sidecar describes, or None if it lacks a field."""
     try:
-        settings = {"decoder": "diffusion", **sidecar["settings"]}  # sidecars from before the choice had no other
-        return identity(sidecar["text"], sidecar["voice"], sidecar["seed"], settings, sidecar["model"])
+        return identity(sidecar["text"], sidecar["voice"], sidecar["seed"], sidecar["settings"], sidecar["model"])
     except (KeyError, TypeError, AttributeError):
         return None
 
