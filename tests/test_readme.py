@@ -70,6 +70,8 @@ COMMANDS: dict[str, Row] = {
                 "output-audio-samples/story/tom/combined.json")),
     'tortoise-lab speak "Hello there." -v tom --decoder hifigan -o fast.wav': Row(
         "--tiny --max-mel-tokens 16 --no-latent-cache", ("fast.wav", "fast.json")),  # unused settings are refused
+    'tortoise-lab speak "Hello there." -v tom --stream -o streamed.wav': Row(
+        "--tiny --max-mel-tokens 16 --no-latent-cache", ("streamed.wav", "streamed.json"), ("first audio after",)),
     "tortoise-lab voices list": Row(prints=("tom ", "emma "), slow=False),
     PREPARE: Row(
         "", (f"{HOME}/voices/me/01.wav", f"{HOME}/voices/me/prepare-report.md"), ("voice 'me' is in",)),

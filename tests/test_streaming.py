@@ -119,3 +119,30 @@ def test_the_stretch_of_a_window_is_the_whole_stretch_there():
     whole = torch.nn.functional.interpolate(whole, scale_factor=24000 / 22050, mode="linear")
     window = stretch_frames(list(latents.unbind(0)), 40, 120, 50)
     torch.testing.assert_close(window, whole[:, :, 40:120], rtol=0, atol=1e-6)  # bitwise on this CPU
+
+
+def test_speak_stream_plays_the_pieces_as_they_come_and_writes_the_take(tmp_path, monkeypatch, capsys):
+    import os
+
+    import numpy as np
+    import soundfile
+
+    from tortoise_lab.cli import main
+
+    played = tmp_path / "played.f32"
+    player = tmp_path / "bin" / "aplay"  # the first raw player tried: here it keeps what it is fed
+    player.parent.mkdir()
+    player.write_text(f'#!/bin/sh\ncat > "{played}"\n')
+    player.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{player.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    assert main(["speak", "--tiny", "--stream", "--play", "--seed", "3", "--max-mel-tokens", "30", "-o", "s.wav",
+                 "Hello there."]) == 0
+    assert "first audio after" in capsys.readouterr().out
+    assert main(["speak", "--tiny", "--decoder", "hifigan", "--seed", "3", "--max-mel-tokens", "30", "-q",
+                 "-o", "w.wav", "Hello there."]) == 0
+    streamed, whole = soundfile.read("s.wav", dtype="float32")[0], soundfile.read("w.wav", dtype="float32")[0]
+    heard = np.fromfile(played, dtype="<f4")
+    assert heard.shape == streamed.shape == whole.shape
+    one_step = 1.01 / 32768  # the WAVs hold 16-bit samples
+    assert np.abs(streamed - whole).max() <= one_step and np.abs(heard - streamed).max() <= one_step

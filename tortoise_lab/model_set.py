@@ -39,7 +39,8 @@ from tortoise_lab.models.hifigan import HifiganConfig, HifiganDecoder
 from tortoise_lab.models.random_latent import RandomLatentConfig, RandomLatentConverter
 from tortoise_lab.models.vocoder import UnivNetGenerator, VocoderConfig
 
-__all__ = ["WeightsMissing", "ModelUnavailable", "ModelSet", "Chain", "HIFIGAN_WEIGHTS", "official_models", "random_models", "embedded_models",
+__all__ = ["WeightsMissing", "ModelUnavailable", "ModelSet", "Chain", "HIFIGAN_WEIGHTS", "official_models",
+           "random_models", "embedded_models",
            "embedded_available", "ALWAYS_NEEDED", "RANDOM_VOICE_WEIGHTS", "CVVP_WEIGHTS", "needed_weights",
            "missing_weights", "EMBEDDED_DIR", "EMBEDDED_DEFAULT_VOICE", "MODEL_CHOICES", "ModelChoice",
            "resolve_models", "TINY_WEIGHTS_SEED"]
@@ -152,8 +153,8 @@ class ModelSet:
             raise ValueError(f"The {settings.decoder} decoder draws one sample and makes its audio without ranking "
                              f"or diffusion, so it does not use {', '.join(chosen)}; leave "
                              f"{'it' if len(chosen) == 1 else 'them'} out.")
-        note = (f"The {settings.decoder} decoder draws one sample and turns its latents straight into audio (upstream's "
-                f"fast path), so the preset's {settings.num_autoregressive_samples} samples, ranking and diffusion "
+        note = (f"The {settings.decoder} decoder draws one sample and turns its latents straight into audio "
+                f"(upstream's fast path), so the preset's {settings.num_autoregressive_samples} samples, ranking and diffusion "
                 "settings are not used.")
         return settings.replace(explicit=False, num_autoregressive_samples=1, candidates=1), [note]
 
@@ -365,7 +366,8 @@ def _load_hifigan(gpt: UnifiedVoice, size: str, models_dir: str | Path | None) -
     path = find_weights(HIFIGAN_WEIGHTS, models_dir)
     if path is None:
         where = f"--models-dir {models_dir}" if models_dir else "the model-hub cache"
-        fetch = f"tortoise-lab download --files {HIFIGAN_WEIGHTS}" + (f" --models-dir {models_dir}" if models_dir else "")
+        fetch = f"tortoise-lab download --files {HIFIGAN_WEIGHTS}" + (
+            f" --models-dir {models_dir}" if models_dir else "")
         raise WeightsMissing(f"decoder 'hifigan' needs {HIFIGAN_WEIGHTS}, which is not in {where}: run `{fetch}` "
                              "first, or use decoder 'diffusion'.")
     return _eval(load_weights(HifiganDecoder(_hifigan_config(gpt, size)), path, FORMATS["hifigan"]))

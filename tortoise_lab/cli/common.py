@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from tortoise_lab.config import SEED_RANGE, Settings
@@ -27,6 +28,12 @@ PLAYERS = (
     ("paplay", ()),
     ("ffplay", ("-nodisp", "-autoexit", "-loglevel", "quiet")),
     ("afplay", ()),
+)
+# Players that take raw audio on stdin, for --stream --play: 32-bit float, mono, at the output rate.
+RAW_PLAYERS = (
+    ("aplay", ("-q", "-t", "raw", "-f", "FLOAT_LE", "-c", "1", "-r", "{rate}", "-")),
+    ("paplay", ("--raw", "--format=float32le", "--channels=1", "--rate={rate}")),
+    ("ffplay", ("-nodisp", "-autoexit", "-loglevel", "quiet", "-f", "f32le", "-ac", "1", "-ar", "{rate}", "-i", "-")),
 )
 
 
@@ -291,3 +298,36 @@ def play(path: Path) -> None:
         return
     if done.returncode != 0:
         note(f"{Path(program).name} could not play {path} (exit {done.returncode}); the file is kept.")
+
+
+@contextmanager
+def raw_player(enabled: bool, rate: int):
+    """A function that plays (1, n) float pieces as they come (the first of ``RAW_PLAYERS`` found, fed on its
+    stdin), or does nothing when not ``enabled`` or no player is found (noted); never fails the run."""
+    found = None
+    if enabled:
+        found = next(((shutil.which(name), args) for name, args in RAW_PLAYERS if shutil.which(name)), None)
+    if enabled and found is None:
+        note(f"no player for a stream found ({', '.join(name for name, _ in RAW_PLAYERS)}); the file is saved.")
+    if found is None:
+        yield lambda piece: None
+        return
+    program, arguments = found
+    process = subprocess.Popen([program, *(a.format(rate=rate) for a in arguments)], stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def feed(piece) -> None:
+        try:
+            process.stdin.write(piece.reshape(-1).float().numpy().astype("<f4").tobytes())
+            process.stdin.flush()
+        except OSError:  # the player went away: the run goes on, the file is still written
+            pass
+
+    try:
+        yield feed
+    finally:
+        try:
+            process.stdin.close()
+        except OSError:
+            pass
+        process.wait()

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from tortoise_lab.cli.common import (CliError, check_output_file, check_output_folder,
-                                     check_pronounceable, list_voices, open_models, play, print_notes,
+                                     check_pronounceable, list_voices, open_models, play, print_notes, raw_player,
                                      read_text_file, say, settings_from_args, tokenizer, voice_specs)
 from tortoise_lab.cli.options import add_synthesis_options
 from tortoise_lab.cli.upstream import UPSTREAM_NOTE
@@ -28,6 +28,9 @@ def add_parser(verbs) -> None:
     speak.add_argument("--text-file", default=None, metavar="PATH", help="read the text from this UTF-8 file")
     speak.add_argument("-o", "--output", default=None, metavar="FILE.wav",
                        help="write the audio to this file (one voice, one candidate) instead of --output-dir")
+    speak.add_argument("--stream", action=argparse.BooleanOptionalAction, default=False,
+                       help="the fast path (--decoder hifigan) as the codes are drawn: with --play each piece is "
+                            "played as soon as it is made; the WAV is written whole at the end")
     add_synthesis_options(speak, "speak")
     speak.set_defaults(run=cmd_speak)
 
@@ -69,6 +72,22 @@ def _check_audio_suffix(path: Path) -> None:
         raise CliError(f"cannot write audio to {path}: give it a .wav (or .flac, .ogg) name.")
 
 
+def _synthesise(tts, text: str, voice, seed: int, settings, args: argparse.Namespace):
+    """The Speech of one voice: ``tts.tts``, or with --stream ``tts.stream``, its pieces played as they come
+    (--play)."""
+    from tortoise_lab.pipeline import SAMPLE_RATE
+
+    if not args.stream:
+        return tts.tts(text, voice=voice, seed=seed, settings=settings)
+    stream = tts.stream(text, voice=voice, seed=seed, settings=settings)
+    with raw_player(args.play, SAMPLE_RATE) as feed:
+        for piece in stream:
+            feed(piece)
+    say(args, f"  first audio after {stream.result.timings['first_audio']:.2f} s "
+              f"(of {stream.result.timings['total']:.2f} s)")
+    return stream.result
+
+
 def cmd_speak(args: argparse.Namespace) -> int:
     from tortoise_lab.config import draw_seed
     from tortoise_lab.device import choose_device
@@ -79,6 +98,8 @@ def cmd_speak(args: argparse.Namespace) -> int:
     if args.list_voices:
         return list_voices(args)
     text = speak_text(args)
+    if args.stream and args.decoder is None:
+        args.decoder = "hifigan"  # the one decoder that streams
     device = choose_device(args.device)
     settings = settings_from_args(args, device=str(device))
     specs = voice_specs(args)
@@ -104,7 +125,7 @@ def cmd_speak(args: argparse.Namespace) -> int:
             played.append(best)
             continue
         say(args, f"Speaking as {spec} ({number} of {len(specs)})...")
-        speech = tts.tts(text, voice=voice, seed=seed, settings=settings)
+        speech = _synthesise(tts, text, voice, seed, settings, args)
         paths = save_speech(best, speech, device, args.command, args.produce_debug_state)
         if args.produce_debug_state:
             say(args, f"  debug state: {best.with_name(best.stem + '.debug.safetensors')} (+ .json)")
@@ -113,6 +134,6 @@ def cmd_speak(args: argparse.Namespace) -> int:
         print(f"{spec}: wrote {best} and {sidecar_path(best).name}{others}, {speech.duration:.2f} s")
         played.append(best)
     print(f"seed: {seed} (pass --seed {seed} to reproduce)")
-    for path in played if args.play else []:
+    for path in played if args.play and not args.stream else []:
         play(path)
     return 0
