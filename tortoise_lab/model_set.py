@@ -154,8 +154,8 @@ class ModelSet:
                              f"or diffusion, so it does not use {', '.join(chosen)}; leave "
                              f"{'it' if len(chosen) == 1 else 'them'} out.")
         note = (f"The {settings.decoder} decoder draws one sample and turns its latents straight into audio "
-                f"(upstream's fast path), so the preset's {settings.num_autoregressive_samples} samples, ranking and diffusion "
-                "settings are not used.")
+                f"(upstream's fast path), so the preset's {settings.num_autoregressive_samples} samples, ranking "
+                "and diffusion settings are not used.")
         return settings.replace(explicit=False, num_autoregressive_samples=1, candidates=1), [note]
 
     def chain(self, decoder: str = "diffusion") -> Chain:
