@@ -36,7 +36,7 @@ from tortoise_lab.stages.streaming import FIRST_CHUNK_CODES, CHUNK_CODES, Increm
 from tortoise_lab.stages.timing import StageTimer
 
 __all__ = ["END_CODES", "CALM_RUN_TO_TRIM", "fix_autoregressive_output", "trim_at_calm", "diffusion_frames",
-           "codebook_audio", "DiffusionVocoder", "CodebookGriffinLim", "HifiganVocoder"]
+           "codebook_audio", "chosen_latents", "DiffusionVocoder", "CodebookGriffinLim", "HifiganVocoder"]
 
 END_CODES = (45, 45, 248)  # what the DVAE gives for the end of zero-padded audio; ends every fixed-up row
 CALM_RUN_TO_TRIM = 8  # after more than this many calm codes in a row, the diffusion input is cut
@@ -78,6 +78,15 @@ def codebook_audio(quantizer: KMeansQuantizer, codes: torch.Tensor,
     return griffin_lim(quantizer.decode(codes.cpu()), iterations)
 
 
+def chosen_latents(gpt: UnifiedVoice, best: torch.Tensor, text_tokens: torch.Tensor, latents: ConditioningLatents,
+                   settings: Settings, timer: StageTimer) -> torch.Tensor:
+    """The AR model's latents for the chosen rows ``best`` (k, T): (k, T, C) fp32, teacher-forced on their codes
+    (under autocast with ``half``), timed as the "ar_latents" stage. What both decoders decode from."""
+    k = best.shape[0]
+    with timer.stage("ar_latents"), autocast_context(best.device, settings.inference.half):
+        return gpt.latents(latents.autoregressive.expand(k, -1), text_tokens.expand(k, -1), best).float()
+
+
 class DiffusionVocoder:
     """The official chain: AR latents -> diffusion decoder -> 100-band mel -> UnivNet."""
 
@@ -96,9 +105,7 @@ class DiffusionVocoder:
                settings: Settings, generator: torch.Generator, timer: StageTimer,
                progress: bool = False, on_step: StepCallback | None = None) -> list[torch.Tensor]:
         k = best.shape[0]
-        with timer.stage("ar_latents"), autocast_context(best.device, settings.inference.half):
-            ar_latents = self.gpt.latents(latents.autoregressive.expand(k, -1), text_tokens.expand(k, -1),
-                                          best).float()  # (k, T, C)
+        ar_latents = chosen_latents(self.gpt, best, text_tokens, latents, settings, timer)  # (k, T, C)
         wavs = []
         for i in range(k):
             # the i-th row's steps, counted among all k rows' (a chain's length is the same for every row)
@@ -188,9 +195,7 @@ class HifiganVocoder:
                settings: Settings, generator: torch.Generator, timer: StageTimer,
                progress: bool = False, on_step: StepCallback | None = None) -> list[torch.Tensor]:
         k = best.shape[0]
-        with timer.stage("ar_latents"), autocast_context(best.device, settings.inference.half):
-            ar_latents = self.gpt.latents(latents.autoregressive.expand(k, -1), text_tokens.expand(k, -1),
-                                          best).float()  # (k, T, C)
+        ar_latents = chosen_latents(self.gpt, best, text_tokens, latents, settings, timer)  # (k, T, C)
         wavs = []
         with timer.stage("hifigan"):
             for i, row in enumerate(best):
