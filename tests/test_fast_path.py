@@ -12,20 +12,10 @@ from tortoise_lab.models.hifigan import frames_for_latents
 from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.voices import Voice
 from tests.support.weights import write_official_style
+from tests.support.tiny import tts, voice  # noqa: F401 (fixtures)
 
 TEXT = "Hello there, friend."
 FAST = dict(decoder="hifigan", max_mel_tokens=24)
-
-
-@pytest.fixture(scope="module")
-def tts():
-    return TextToSpeech(random_models("tiny", seed=0), progress=False)
-
-
-@pytest.fixture(scope="module")
-def voice():
-    g = torch.Generator().manual_seed(0)
-    return Voice("synthetic", clips=[0.1 * torch.randn(1, 40_000, generator=g)])
 
 
 def test_one_sample_decoded_whole_with_a_note(tts, voice):

@@ -10,13 +10,9 @@ from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.stages.decode import END_CODES, fix_autoregressive_output, trim_at_calm
 from tortoise_lab.stages.rerank import CALM_TOKEN
 from tortoise_lab.voices import Voice
+from tests.support.tiny import tts  # noqa: F401 (fixture)
 
 FAST = dict(num_autoregressive_samples=3, max_mel_tokens=16, diffusion_iterations=3)
-
-
-@pytest.fixture(scope="module")
-def tts():
-    return TextToSpeech(random_models("tiny", seed=0), progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -6,27 +6,15 @@ import pytest
 import torch
 
 from tortoise_lab.models.hifigan import HifiganConfig, HifiganDecoder, frames_for_latents
-from tortoise_lab.model_set import random_models
-from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.stages.streaming import (CHUNK_CODES, FIRST_CHUNK_CODES, IncrementalHifigan, lookahead_codes,
                                            receptive_radius, stretch_frames)
 from tortoise_lab.voices import Voice
+from tests.support.tiny import tts, voice  # noqa: F401 (fixtures)
 
 TEXT = "Hello there, friend."
 # fp32: the pieces are HiFiGAN over windows of other lengths than the whole utterance's, so convolutions sum in
 # another order. Measured here: 6e-8 (tiny pipeline), 9e-8 (tiny HiFiGAN, 600 latents), 2e-8 (official size).
 TOLERANCE = dict(rtol=0, atol=1e-6)
-
-
-@pytest.fixture(scope="module")
-def tts():
-    return TextToSpeech(random_models("tiny", seed=0), progress=False)
-
-
-@pytest.fixture(scope="module")
-def voice():
-    g = torch.Generator().manual_seed(0)
-    return Voice("synthetic", clips=[0.1 * torch.randn(1, 40_000, generator=g)])
 
 
 @pytest.mark.parametrize("random_voice, kv_cache", [(False, True), (True, True), (False, False)],
