@@ -2,6 +2,8 @@
 the whole-utterance fast-path audio, each decoded from its own latents plus a fixed context (the work per piece does
 not grow with the utterance), the first as early as the decoder's context allows."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -134,3 +136,61 @@ def test_speak_stream_plays_the_pieces_as_they_come_and_writes_the_take(tmp_path
     assert heard.shape == streamed.shape == whole.shape
     one_step = 1.01 / 32768  # the WAVs hold 16-bit samples
     assert np.abs(streamed - whole).max() <= one_step and np.abs(heard - streamed).max() <= one_step
+
+
+def test_speak_stream_writes_the_wav_as_it_grows(tmp_path, monkeypatch, capsys):
+    """Each piece is in the file, under a valid header, before it is played; the file ends as the take's bytes."""
+    from contextlib import contextmanager
+
+    import soundfile
+
+    from tortoise_lab.audio import save_audio
+    from tortoise_lab.cli import main, speak
+
+    seen = []  # (frames the header says, frames of the piece being played, the file's bytes then)
+
+    @contextmanager
+    def watching_player(enabled, rate):
+        def feed(piece):
+            seen.append((soundfile.info("g.wav").frames, piece.shape[-1], Path("g.wav").read_bytes()))
+        yield feed
+
+    monkeypatch.setattr(speak, "raw_player", watching_player)
+    monkeypatch.chdir(tmp_path)
+    assert main(["speak", "--tiny", "--stream", "--seed", "3", "--max-mel-tokens", "50", "-q", "-o", "g.wav",
+                 "Hello there."]) == 0
+    assert len(seen) >= 3  # after 8 codes, 28 and 48, and the rest
+    written = [frames for frames, _, _ in seen]
+    assert written == [sum(n for _, n, _ in seen[:k + 1]) for k in range(len(seen))]  # each piece already there
+    take, rate = soundfile.read("g.wav", dtype="float32")
+    assert take.shape[0] == written[-1] and rate == 24000
+    assert seen[-1][2] == Path("g.wav").read_bytes()  # the last growth is the final file, byte for byte
+    save_audio("again.wav", torch.from_numpy(take), rate)
+    assert Path("again.wav").read_bytes() == Path("g.wav").read_bytes()  # ...which is what save_audio writes
+
+
+def test_a_failed_stream_leaves_no_partial_wav(tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    from tortoise_lab.cli import main, speak
+
+    @contextmanager
+    def failing_player(enabled, rate):
+        def feed(piece):
+            assert Path("f.wav").stat().st_size > 44  # the first piece was written...
+            raise KeyboardInterrupt  # ...and then the user stops the run
+        yield feed
+
+    monkeypatch.setattr(speak, "raw_player", failing_player)
+    monkeypatch.chdir(tmp_path)
+    assert main(["speak", "--tiny", "--stream", "--seed", "3", "--max-mel-tokens", "50", "-q", "-o", "f.wav",
+                 "Hi."]) == 130  # interrupted
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_speak_stream_wants_a_wav_name(tmp_path, monkeypatch, capsys):
+    from tortoise_lab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["speak", "--tiny", "--stream", "-o", "s.flac", "Hi."]) != 0
+    assert "--stream writes a WAV as it grows" in capsys.readouterr().err and list(tmp_path.iterdir()) == []

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import functools
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,7 @@ __all__ = [
     "INPUT_SAMPLE_RATE",
     "OUTPUT_SAMPLE_RATE",
     "CONDITIONING_SAMPLES",
+    "growing_wav",
     "DIFFUSION_CONDITIONING_SAMPLES",
     "UNIVNET_MEL_MIN",
     "UNIVNET_MEL_MAX",
@@ -165,7 +168,47 @@ def save_audio(path: str | Path, wav: torch.Tensor, sample_rate: int, subtype: s
     return path
 
 
+@contextmanager
+def growing_wav(path: str | Path, sample_rate: int) -> Iterator[Callable[[torch.Tensor], None]]:
+    """Yield a function that appends (1, n) or (n,) pieces to the WAV at ``path`` as they come (a stream's take).
+
+    The header is rewritten after every piece, so a reader sees a valid file that grows; when the block ends it holds
+    exactly the bytes ``save_audio`` writes for the pieces joined (32-bit float, no PEAK chunk). If the block fails,
+    the partial file is removed: a take is there whole or not at all once the block is left.
+    """
+    import soundfile
+
+    path = Path(path)
+    if path.suffix.lower() != ".wav":
+        raise ValueError(f"Cannot stream to {path}: a growing file is a .wav; give it a .wav name.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = soundfile.SoundFile(str(path), "w", sample_rate, 1, "FLOAT", format="WAV")
+    try:
+        _drop_peak_chunk(handle)
+        _update_header_after_each_write(handle)
+
+        def write(piece: torch.Tensor) -> None:
+            handle.write(piece.detach().reshape(-1).to("cpu", torch.float32).numpy())
+            handle.flush()
+
+        yield write
+    except BaseException:
+        handle.close()
+        path.unlink(missing_ok=True)
+        raise
+    handle.close()
+
+
+_SFC_SET_UPDATE_HEADER_AUTO = 0x1061  # libsndfile command: rewrite the header after every write
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile command: whether float WAVs get a PEAK chunk
+
+
+def _update_header_after_each_write(handle) -> None:
+    """libsndfile writes a WAV's sizes into its header only when the file is closed; ask for it after every write,
+    so the file is valid while it grows."""
+    import soundfile
+
+    soundfile._snd.sf_command(handle._file, _SFC_SET_UPDATE_HEADER_AUTO, soundfile._ffi.NULL, 1)
 
 
 def _drop_peak_chunk(handle) -> None:

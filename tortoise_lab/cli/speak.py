@@ -29,8 +29,9 @@ def add_parser(verbs) -> None:
     speak.add_argument("-o", "--output", default=None, metavar="FILE.wav",
                        help="write the audio to this file (one voice, one candidate) instead of --output-dir")
     speak.add_argument("--stream", action=argparse.BooleanOptionalAction, default=False,
-                       help="the fast path (--decoder hifigan) as the codes are drawn: with --play each piece is "
-                            "played as soon as it is made; the WAV is written whole at the end")
+                       help="the fast path (--decoder hifigan) as the codes are drawn: each piece is appended to "
+                            "the WAV as soon as it is made (a reader sees the file grow, its header valid after "
+                            "every piece; a failed run removes it) and, with --play, played; the sidecar comes last")
     add_synthesis_options(speak, "speak")
     speak.set_defaults(run=cmd_speak)
 
@@ -72,16 +73,18 @@ def _check_audio_suffix(path: Path) -> None:
         raise CliError(f"cannot write audio to {path}: give it a .wav (or .flac, .ogg) name.")
 
 
-def _synthesise(tts, text: str, voice, seed: int, settings, args: argparse.Namespace):
-    """The Speech of one voice: ``tts.tts``, or with --stream ``tts.stream``, its pieces played as they come
-    (--play)."""
+def _synthesise(tts, text: str, voice, seed: int, settings, args: argparse.Namespace, wav: Path):
+    """The Speech of one voice: ``tts.tts``, or with --stream ``tts.stream``, its pieces appended to ``wav`` and
+    played (--play) as they come."""
+    from tortoise_lab.audio import growing_wav
     from tortoise_lab.pipeline import SAMPLE_RATE
 
     if not args.stream:
         return tts.tts(text, voice=voice, seed=seed, settings=settings)
     stream = tts.stream(text, voice=voice, seed=seed, settings=settings)
-    with raw_player(args.play, SAMPLE_RATE) as feed:
+    with raw_player(args.play, SAMPLE_RATE) as feed, growing_wav(wav, SAMPLE_RATE) as write:
         for piece in stream:
+            write(piece)
             feed(piece)
     say(args, f"  first audio after {stream.result.timings['first_audio']:.2f} s "
               f"(of {stream.result.timings['total']:.2f} s)")
@@ -108,6 +111,8 @@ def cmd_speak(args: argparse.Namespace) -> int:
             raise CliError("-o/--output names one file, so it takes one voice and one candidate; "
                            "use -O/--output-dir for several.")
         _check_audio_suffix(Path(args.output))
+        if args.stream and Path(args.output).suffix.lower() != ".wav":
+            raise CliError(f"--stream writes a WAV as it grows, so -o/--output needs a .wav name, not {args.output}.")
         check_output_file(args.output, "-o/--output")
     else:
         check_output_folder(args.output_path, "-O/--output-dir")
@@ -125,7 +130,7 @@ def cmd_speak(args: argparse.Namespace) -> int:
             played.append(best)
             continue
         say(args, f"Speaking as {spec} ({number} of {len(specs)})...")
-        speech = _synthesise(tts, text, voice, seed, settings, args)
+        speech = _synthesise(tts, text, voice, seed, settings, args, best)
         paths = save_speech(best, speech, device, args.command, args.produce_debug_state)
         if args.produce_debug_state:
             say(args, f"  debug state: {best.with_name(best.stem + '.debug.safetensors')} (+ .json)")
