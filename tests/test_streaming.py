@@ -34,6 +34,12 @@ def test_the_stream_joins_into_the_whole_utterance_fast_path(tts, voice, random_
     assert speech.seed == 9 and speech.settings["decoder"] == "hifigan"
     assert 0 < speech.timings["first_audio"] <= speech.timings["total"]
     assert whole.notes == speech.notes  # the fast path's note and the missing stop token's, in both
+    timeline = stream.timeline  # when each piece was ready and what it cost
+    assert [p.samples for p in timeline] == [piece.shape[-1] for piece in pieces]
+    assert [p.codes for p in timeline] == [8, 28, 48, 59] and {p.chunk for p in timeline} == {0}
+    assert timeline[0].ready_s == speech.timings["first_audio"]
+    assert all(a.ready_s < b.ready_s for a, b in zip(timeline, timeline[1:]))
+    assert all(0 < p.decode_s < p.ready_s and p.frames > 0 for p in timeline)
 
 
 def test_the_first_piece_size_is_a_setting(tts, voice):

@@ -41,7 +41,7 @@ from tortoise_lab.stages.timing import StageTimer
 from tortoise_lab.text import Tokenizer, clean_text, fit_chunks
 from tortoise_lab.voices import Voice
 
-__all__ = ["Speech", "SpeechStream", "TextToSpeech", "SAMPLE_RATE"]
+__all__ = ["Speech", "SpeechStream", "StreamPiece", "TextToSpeech", "SAMPLE_RATE"]
 
 SAMPLE_RATE = OUTPUT_SAMPLE_RATE
 
@@ -79,13 +79,26 @@ class Speech:
         }
 
 
+@dataclass(frozen=True)
+class StreamPiece:
+    """When one piece of a stream was ready and what it cost: the timeline a player sees."""
+
+    chunk: int  # which text chunk it belongs to
+    ready_s: float  # seconds from the call until it was handed out
+    samples: int  # its length at 24 kHz
+    codes: int  # codes of its chunk drawn by then
+    decode_s: float  # HiFiGAN seconds for it
+    frames: int  # frames HiFiGAN ran over for it (its own plus the context)
+
+
 class SpeechStream:
     """``TextToSpeech.stream``'s result: iterate it for the audio pieces, (1, n) float32 at 24 kHz each, as they are
     made; after the last one, ``result`` is the run's ``Speech`` (seed, timings with "first_audio", the whole wav:
-    the pieces joined)."""
+    the pieces joined). ``timeline`` holds a ``StreamPiece`` per piece handed out so far."""
 
-    def __init__(self, pieces: Iterator[torch.Tensor]):
+    def __init__(self, pieces: Iterator[torch.Tensor], timeline: list[StreamPiece]):
         self._pieces = pieces
+        self.timeline = timeline
         self.result: Speech | None = None
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -239,11 +252,13 @@ class TextToSpeech:
         if settings.redact and any("[" in chunk or "]" in chunk for chunk in chunks):
             notes.append("[Bracketed] text is spoken and not cut out in a stream (the cut needs the whole audio); "
                          "use tts for it.")
+        timeline: list[StreamPiece] = []
         return SpeechStream(self._stream(text, voice, seed, settings, chain, chunks, decoder, notes,
-                                         (first_chunk_codes, chunk_codes)))
+                                         (first_chunk_codes, chunk_codes), timeline), timeline)
 
-    def _stream(self, text, voice, seed, settings, chain, chunks, decoder, notes, sizes):
-        """The generator behind ``stream``: yields (1, n) pieces, returns the ``Speech``."""
+    def _stream(self, text, voice, seed, settings, chain, chunks, decoder, notes, sizes, timeline):
+        """The generator behind ``stream``: yields (1, n) pieces (each logged in ``timeline``), returns the
+        ``Speech``."""
         generator = torch.Generator(device=self.device).manual_seed(seed)
         timer, started, first_audio = StageTimer(self.device), time.perf_counter(), None
         pieces, all_codes = [], []
@@ -257,12 +272,16 @@ class TextToSpeech:
             while True:
                 with timer.stage("autoregressive"):
                     step = next(steps, None)
+                decoding = time.perf_counter()
                 with timer.stage("hifigan"):
                     piece = (incremental.push(step.latent[0].float()) if step is not None else
                              incremental.finish()).float().cpu()
                 if piece.shape[-1]:
-                    first_audio = first_audio or time.perf_counter() - started
+                    ready = time.perf_counter()
+                    first_audio = first_audio or ready - started
                     pieces.append(piece)
+                    timeline.append(StreamPiece(index, ready - started, piece.shape[-1], len(incremental.latents),
+                                                ready - decoding, incremental.frames_decoded[-1]))
                     yield piece
                 if step is None:
                     break
