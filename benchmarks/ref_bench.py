@@ -5,6 +5,9 @@ Two jobs, each given a JSON spec written by ``tortoise_lab.tools.bench``:
     python benchmarks/ref_bench.py weights SPEC.json   # make the shared random weights (official file formats)
     python benchmarks/ref_bench.py run SPEC.json       # time upstream's TextToSpeech.tts on them; print one record
 
+``run`` times api.py's ``tts`` (the diffusion path), or with ``"api": "fast"`` / ``"stream"`` in the spec's options
+api_fast.py's ``tts`` / ``tts_stream`` (the HiFiGAN path), with the time to the first audio and each HiFiGAN call.
+
 ``weights`` builds upstream's networks at the sizes in the spec, gives every parameter a random, well-scaled value
 (``randomize_`` of the parity suite), and saves them as the official files are saved; both implementations then
 load the same files. ``run`` builds upstream's TextToSpeech around those networks by hand (its constructor only
@@ -29,8 +32,8 @@ from _common import randomize_, tame_kernel_predictors_  # noqa: E402  (the pari
 
 RECORD_PREFIX = "BENCH_RECORD "
 # Files the benchmark needs (a clip voice and no CVVP: the random-voice and CVVP weights are never loaded).
-WEIGHT_FILES = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth")
-STAGES = ("conditioning", "autoregressive", "ranking", "ar_latents", "diffusion", "vocoder")
+WEIGHT_FILES = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth", "hifidecoder.pth")
+STAGES = ("conditioning", "autoregressive", "ranking", "ar_latents", "diffusion", "vocoder", "hifigan")
 
 
 def build_models(kwargs: dict):
@@ -48,14 +51,25 @@ def build_models(kwargs: dict):
     return gpt, diffusion, clvp, vocoder
 
 
+def build_hifigan(kwargs: dict):
+    """api_fast's HiFiGAN decoder at the sizes in ``kwargs`` (weight norm kept, as api_fast runs it)."""
+    from tortoise.models.hifigan_decoder import HifiganGenerator
+
+    return HifiganGenerator(**kwargs["hifigan"]).eval()
+
+
 def make_weights(spec: dict) -> None:
+    """Every file of WEIGHT_FILES that is not in the folder yet (each from its own seed, so a file made later, as
+    hifidecoder.pth was, leaves the others as they were)."""
     out = Path(spec["weights_dir"])
     out.mkdir(parents=True, exist_ok=True)
     seed = spec["seed"]
     gpt, diffusion, clvp, vocoder = build_models(spec["models"])
     parts = [("autoregressive.pth", gpt, None), ("diffusion_decoder.pth", diffusion, None), ("clvp2.pth", clvp, None),
-             ("vocoder.pth", vocoder, "model_g")]
+             ("vocoder.pth", vocoder, "model_g"), ("hifidecoder.pth", build_hifigan(spec["models"]), None)]
     for offset, (name, module, wrap) in enumerate(parts):
+        if (out / name).is_file():
+            continue
         randomize_(module, seed + offset)
         if name == "vocoder.pth":
             # As the parity suite does: with unit-scale kernels the random vocoder's activations grow into inf.
@@ -99,6 +113,8 @@ def read_clips(paths):
 
 
 def run(spec: dict) -> dict:
+    if spec["options"].get("api") in ("fast", "stream"):
+        return run_fast(spec)
     import tortoise.api as api
     from tortoise.api import TextToSpeech
     from tortoise.utils.tokenizer import VoiceBpeTokenizer
@@ -176,6 +192,136 @@ def run(spec: dict) -> dict:
         "notes": notes,
         "versions": {"torch": torch.__version__, "tortoise-tts": _version("tortoise-tts"),
                      "transformers": _version("transformers")},
+    }
+    if device.type == "cuda":
+        record["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    record["median_s"] = statistics.median(times)
+    return record
+
+
+class CpuMeansCuda:
+    """api_fast's HiFiGAN ends its ``inference`` with ``.to("cuda")``; on a CUDA-less machine let that mean the CPU so
+    the method runs unchanged (as the parity suite does)."""
+
+    def __init__(self, device: torch.device):
+        self.active = device.type != "cuda"
+
+    def __enter__(self):
+        self.plain_to = torch.Tensor.to
+        if self.active:
+            plain_to = self.plain_to
+
+            def to(tensor, *args, **kwargs):
+                if args and args[0] == "cuda":
+                    args = ("cpu",) + args[1:]
+                return plain_to(tensor, *args, **kwargs)
+
+            torch.Tensor.to = to
+        return self
+
+    def __exit__(self, *exc):
+        torch.Tensor.to = self.plain_to
+
+
+def run_fast(spec: dict) -> dict:
+    """Time api_fast's ``tts`` (options "api": "fast") or ``tts_stream`` ("stream") on the shared weights.
+
+    Upstream's fast ``tts`` ignores ``max_mel_tokens``; ``max_generate_length`` (a keyword it hands on to the AR
+    model) sets the number of codes instead. Its stream hard-codes the generator's ``max_length`` (500 positions,
+    prompt included), so ``get_generator`` is rebuilt with that one number changed to the prompt plus the codes
+    asked for: both sides then draw the same codes. Everything else (its first buffer of 60 codes, chunks of 40,
+    the 1024-sample crossfade) is upstream's default.
+    """
+    from tortoise.api_fast import TextToSpeech as FastTextToSpeech
+    from tortoise.models.autoregressive import UnifiedVoice
+    from tortoise.utils.tokenizer import VoiceBpeTokenizer
+
+    device = torch.device(spec["device"])
+    options, settings = spec["options"], dict(spec["settings"])
+    codes_wanted = settings.pop("max_generate_length")
+    loaded = time.perf_counter()
+    gpt = UnifiedVoice(**spec["models"]["gpt"], checkpointing=False, train_solo_embeddings=False).eval()
+    hifigan = build_hifigan(spec["models"])
+    weights = Path(spec["weights_dir"])
+    gpt.load_state_dict(torch.load(weights / "autoregressive.pth", map_location="cpu", weights_only=True))
+    hifigan.load_state_dict(torch.load(weights / "hifidecoder.pth", map_location="cpu", weights_only=True))
+    gpt.post_init_gpt2_config(kv_cache=bool(options.get("kv_cache")))
+    gpt, hifigan = gpt.to(device), hifigan.to(device)
+    tts = FastTextToSpeech.__new__(FastTextToSpeech)
+    tts.__dict__.update(models_dir=None, enable_redaction=False, device=device, tokenizer=VoiceBpeTokenizer(),
+                        half=False, autoregressive=gpt, hifi_decoder=hifigan, rlg_auto=None)
+    load_s = time.perf_counter() - loaded
+
+    timer, drawn, decodes = StageTimer(device), {}, []
+    plain_forward, plain_inference = gpt.forward, hifigan.inference
+
+    def forward(*args, **kwargs):  # the latent pass after tts's drawing: its fourth argument is the codes
+        if kwargs.get("return_latent"):
+            drawn["codes"] = args[3].reshape(-1).tolist()
+        return plain_forward(*args, **kwargs)
+
+    def get_generator(fake_inputs, **kwargs):  # upstream's, with max_length set to the codes wanted (see above)
+        steps = gpt.inference_model.generate_stream(
+            fake_inputs, bos_token_id=gpt.start_mel_token, pad_token_id=gpt.stop_mel_token,
+            eos_token_id=gpt.stop_mel_token, max_length=fake_inputs.shape[1] + codes_wanted, do_stream=True, **kwargs)
+        while True:
+            try:
+                code, latent = timer.wrap("autoregressive", next)(steps)
+            except StopIteration:
+                return
+            drawn.setdefault("codes", []).extend(code.reshape(-1).tolist())
+            yield code, latent
+
+    def inference(latents, speaker):  # every HiFiGAN call: how long, over how many latents
+        start = time.perf_counter()
+        wav = timer.wrap("hifigan", plain_inference)(latents, speaker)
+        decodes.append({"decode_s": time.perf_counter() - start, "codes": latents.shape[1]})
+        return wav
+
+    tts.get_conditioning_latents = timer.wrap("conditioning", tts.get_conditioning_latents)
+    gpt.inference_speech = timer.wrap("autoregressive", gpt.inference_speech)
+    gpt.forward = timer.wrap("ar_latents", forward)
+    gpt.get_generator = get_generator
+    hifigan.inference = inference
+
+    clips = read_clips(spec["clips"])
+    times, first_audio, stage_times, wav, pieces = [], [], {stage: [] for stage in STAGES}, None, None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(spec["repeats"]):
+        timer.seconds, drawn, decodes[:] = {}, {}, []
+        start, first, ready = time.perf_counter(), None, []
+        with CpuMeansCuda(device):
+            if options["api"] == "fast":
+                wav = tts.tts(spec["text"], voice_samples=clips, k=1, verbose=False,
+                              use_deterministic_seed=spec["seed"], max_generate_length=codes_wanted, **settings)
+            else:
+                chunks = []
+                for chunk in tts.tts_stream(spec["text"], voice_samples=clips, k=1, verbose=False,
+                                            use_deterministic_seed=spec["seed"], **settings):
+                    ready.append(time.perf_counter() - start)
+                    first = first if first is not None else ready[-1]
+                    chunks.append(chunk.reshape(-1).float().cpu())
+                wav = torch.cat(chunks)
+                sizes = [chunk.numel() for chunk in chunks]
+        times.append(time.perf_counter() - start)
+        first_audio.append(first if first is not None else times[-1])
+        for stage in STAGES:
+            stage_times[stage].append(timer.seconds.get(stage, 0.0))
+        if pieces is None and options["api"] == "stream":
+            pieces = [dict(call, ready_s=at, samples=n) for call, at, n in zip(decodes, ready, sizes)]
+    wav = wav.reshape(-1).float().cpu()
+    if spec.get("wav"):
+        import soundfile
+
+        Path(spec["wav"]).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(spec["wav"], wav.numpy(), 24000, subtype="FLOAT")
+    record = {
+        "impl": "reference", "device": str(device), "times_s": times, "first_audio_times_s": first_audio,
+        "stage_times_s": stage_times, "load_s": load_s, "audio_s": wav.numel() / 24000,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "codes": drawn["codes"],
+        "pieces": pieces, "notes": [], "versions": {"torch": torch.__version__, "tortoise-tts": _version("tortoise-tts"),
+                                                     "transformers": _version("transformers")},
     }
     if device.type == "cuda":
         record["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20

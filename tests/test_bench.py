@@ -76,6 +76,31 @@ def test_reference_without_kv_cache_gives_our_codes(with_reference):
     assert records[("reference", "baseline")]["vs_baseline"]["snr_db"] > 60
 
 
+def test_the_fast_path_and_its_stream_beside_upstreams_api_fast(weights_dir, tmp_path):
+    out = tmp_path / "fast"
+    assert cli.main(["bench", "--quick", "--against-reference", "--configs", "hifigan,stream", "--max-mel-tokens", "50",
+                     "--out-dir", str(out), "--weights-dir", str(weights_dir)]) == 0
+    records = {(r["impl"], r["config"]): r for r in json.loads((out / "bench.json").read_text())}
+    assert set(records) == {(impl, config) for impl in ("tortoise_lab", "reference") for config in ("hifigan", "stream")}
+    assert all("error" not in r and r["num_autoregressive_samples"] == 1 for r in records.values())
+    whole, stream = records[("tortoise_lab", "hifigan")], records[("tortoise_lab", "stream")]
+    # The stream draws the whole-utterance run's codes and its pieces join into that audio (fp32 rounding only).
+    assert stream["codes_equal_to_baseline"] is True and stream["vs_baseline"]["snr_db"] > 100
+    assert 0 < stream["first_audio_s"] < stream["median_s"] and whole["first_audio_s"] == whole["median_s"]
+    assert [piece["codes"] for piece in stream["pieces"]] == [8, 28, 48, 50]  # FIRST_CHUNK_CODES, then every 20
+    assert whole["stages_s"]["hifigan"] > 0 and whole["stages_s"]["diffusion_and_vocoder"] == 0
+    upstream_stream = records[("reference", "stream")]
+    assert upstream_stream["pieces"] and upstream_stream["pieces"][-1]["codes"] == 50  # one chunk: its first waits for 60
+    for config in ("hifigan", "stream"):
+        ours, theirs = records[("tortoise_lab", config)], records[("reference", config)]
+        assert ours["speedup_vs_reference"] == pytest.approx(theirs["median_s"] / ours["median_s"])
+        assert ours["first_audio_speedup_vs_reference_stream"] == pytest.approx(
+            upstream_stream["first_audio_s"] / ours["first_audio_s"])
+        assert (out / "wavs" / f"reference-{config}.wav").is_file()
+    assert (out / "pieces.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| stream | tortoise_lab |" in (out / "bench.md").read_text()
+
+
 def test_quick_run_without_reference_writes_the_json_file(weights_dir, tmp_path):
     path = tmp_path / "records.json"
     records = run_benchmark(quick=True, configs=["kv_cache"], json_path=path, weights_dir=weights_dir, log=None)

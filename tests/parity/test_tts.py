@@ -14,7 +14,6 @@ from tortoise_lab.tools.bench import upstream_model_kwargs
 from tortoise_lab.model_set import official_models
 from tortoise_lab.models.cvvp import CVVPConfig
 from tortoise_lab.models.gpt import GPTConfig
-from tortoise_lab.models.hifigan import HifiganConfig
 from tortoise_lab.pipeline import TextToSpeech
 from tortoise_lab.voices import Voice
 
@@ -43,15 +42,7 @@ UNEVEN = dict(name="uneven_batches", voice="random", tts_seed=13, batch_size=4,
 def upstream_kwargs() -> dict:
     """Upstream's constructor arguments for our tiny size (the benchmark's), plus CVVP, which api.py also builds."""
     cvvp = CVVPConfig.from_name(SIZE)
-    width = GPTConfig.from_name(SIZE).model_dim  # our tiny HiFiGAN reads the tiny AR model's latents
-    hifigan = HifiganConfig.from_name(SIZE)
-    return {**upstream_model_kwargs(SIZE),
-            "hifigan": dict(in_channels=width, out_channels=1, resblock_type="1",
-                            resblock_dilation_sizes=[list(d) for d in hifigan.resblock_dilations],
-                            resblock_kernel_sizes=list(hifigan.resblock_kernel_sizes),
-                            upsample_kernel_sizes=list(hifigan.upsample_kernel_sizes),
-                            upsample_initial_channel=hifigan.upsample_initial_channel,
-                            upsample_factors=list(hifigan.upsample_factors), cond_channels=width),
+    return {**upstream_model_kwargs(SIZE),  # its "hifigan" reads the tiny AR model's latents
             "cvvp": dict(model_dim=cvvp.model_dim, transformer_heads=cvvp.heads, dropout=0,
                          mel_channels=cvvp.mel_channels, mel_codes=cvvp.mel_codes,
                          conditioning_enc_depth=cvvp.conditioning_depth, speech_enc_depth=cvvp.speech_depth,

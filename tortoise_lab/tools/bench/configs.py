@@ -23,12 +23,14 @@ QUICK_CLIPS = 2  # voice clips in quick mode (upstream's conditioning costs seco
 FAST_REPEATS = 3
 SLOW_REPEATS = 1  # KV cache off: minutes per run at the official size
 OFFICIAL_SIZE, QUICK_SIZE = "tortoise-v2", "tiny"
-STAGES = ("conditioning", "autoregressive", "ranking", "ar_latents", "diffusion_and_vocoder")
+STAGES = ("conditioning", "autoregressive", "ranking", "ar_latents", "diffusion_and_vocoder", "hifigan")
 STAGE_LABELS = {"conditioning": "cond", "autoregressive": "AR", "ranking": "rank", "ar_latents": "AR lat",
-                "diffusion_and_vocoder": "diff+voc"}
-WEIGHT_FILES = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth")
+                "diffusion_and_vocoder": "diff+voc", "hifigan": "HiFiGAN"}
+WEIGHT_FILES = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "vocoder.pth", "hifidecoder.pth")
 WEIGHTS_STAMP = "bench-weights.json"  # written last: a folder without it is an interrupted creation
-EXPECTED_NOTE = "without a stop token"  # random weights never stop: every run says so, the table need not
+# Notes every run of a kind makes, which the table need not repeat: random weights never stop; the fast path never
+# uses the preset's samples, ranking and diffusion.
+EXPECTED_NOTES = ("without a stop token", "decoder draws one sample and turns its latents straight into audio")
 # The Settings that upstream's tts() takes under the same names.
 UPSTREAM_TTS_SETTINGS = ("num_autoregressive_samples", "temperature", "length_penalty", "repetition_penalty",
                          "top_p", "max_mel_tokens", "cvvp_amount", "diffusion_iterations", "cond_free", "cond_free_k",
@@ -46,6 +48,8 @@ class BenchConfig:
     preset: str | None = None
     reference: dict | None = None
     cuda_only: bool = False  # upstream's version of it only exists on CUDA (its half is CUDA autocast)
+    fast: bool = False  # the fast path (decoder "hifigan": one sample, no ranking, no diffusion)
+    stream: bool = False  # ... handed out piece by piece (TextToSpeech.stream; upstream's tts_stream)
 
 
 # The option configurations recompute the conditioning latents every run (latent_cache off), as upstream does.
@@ -68,8 +72,15 @@ CONFIGS: dict[str, BenchConfig] = {
     "int8": BenchConfig("KV cache + int8 decoder and CLVP (CPU; lossy)", {"int8": True, "latent_cache": False}),
     FASTER_PRESET: BenchConfig("the faster preset: int8, DPM++(2M) in 10 steps, cached conditioning latents",
                                {}, preset=FASTER_PRESET),
+    # Upstream's api_fast runs with its KV cache on (its constructor's default is off; on is its fastest).
+    "hifigan": BenchConfig("the fast path: one sample's AR latents straight through HiFiGAN (upstream's api_fast tts)",
+                           {"decoder": "hifigan", "latent_cache": False}, reference={"api": "fast", "kv_cache": True},
+                           fast=True),
+    "stream": BenchConfig("the fast path streamed: audio pieces while the codes are drawn (upstream's tts_stream)",
+                          {"decoder": "hifigan", "latent_cache": False}, reference={"api": "stream", "kv_cache": True},
+                          fast=True, stream=True),
 }
-DEFAULT_CONFIGS = ("baseline", "kv_cache", "half", "deepspeed", "compile", "all", FASTER_PRESET)
+DEFAULT_CONFIGS = ("baseline", "kv_cache", "half", "deepspeed", "compile", "all", FASTER_PRESET, "hifigan", "stream")
 
 
 # ------------------------------------------------------------------------------------------------- options

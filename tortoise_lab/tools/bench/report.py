@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tortoise_lab.tools.bench.configs import STAGE_LABELS, STAGES, BenchOptions
 
-__all__ = ["markdown_table", "plot_records", "write_reports"]
+__all__ = ["markdown_table", "plot_records", "plot_pieces", "write_reports"]
 
 
 # ------------------------------------------------------------------------------------------------- reports
@@ -21,25 +21,67 @@ def _fmt(value, digits: int = 2, suffix: str = "") -> str:
     return f"{value:.{digits}f}{suffix}"
 
 
+def _yes_no(value) -> str:
+    return "–" if value is None else ("yes" if value else "no")
+
+
 def markdown_table(records: list[dict]) -> str:
     """One row per record: speed, ratios to upstream, stages, memory, throughput, and what the option costs."""
-    head = (["config", "impl", "median s", "× vs ref kv-off", "× vs ref kv-on"] + [STAGE_LABELS[s] for s in STAGES]
-            + ["peak MB", "AR tok/s", "RTF", "codes = baseline", "MCD dB", "SNR dB", "notes"])
+    head = (["config", "impl", "median s", "first audio s", "× vs ref kv-off", "× vs ref kv-on", "× vs ref same",
+             "1st audio × vs ref stream"] + [STAGE_LABELS[s] for s in STAGES]
+            + ["peak MB", "AR tok/s", "RTF", "codes = baseline", "codes = ref", "MCD dB", "SNR dB", "notes"])
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         if "error" in r:
             rows.append(f"| {r['config']} | {r['impl']} | failed |" + " |" * (len(head) - 4) + f" {r['error'][:200]} |")
             continue
         versus = r.get("vs_baseline") or {}
-        equal = r.get("codes_equal_to_baseline")
-        cells = [r["config"], r["impl"], _fmt(r["median_s"]), _fmt(r.get("speedup_vs_reference_kv_off"), 1, "×"),
-                 _fmt(r.get("speedup_vs_reference_kv_on"), 1, "×")]
+        cells = [r["config"], r["impl"], _fmt(r["median_s"]), _fmt(r.get("first_audio_s")),
+                 _fmt(r.get("speedup_vs_reference_kv_off"), 1, "×"), _fmt(r.get("speedup_vs_reference_kv_on"), 1, "×"),
+                 _fmt(r.get("speedup_vs_reference"), 2, "×"),
+                 _fmt(r.get("first_audio_speedup_vs_reference_stream"), 1, "×")]
         cells += [_fmt(r["stages_s"].get(stage)) for stage in STAGES]
         cells += [_fmt(r["peak_mb"], 0), _fmt(r.get("ar_tokens_per_s"), 0), _fmt(r.get("rtf")),
-                  "–" if equal is None else ("yes" if equal else "no"), _fmt(versus.get("mcd_db")),
-                  _fmt(versus.get("snr_db"), 1), "; ".join(r.get("notes", [])).replace("|", "/")]
+                  _yes_no(r.get("codes_equal_to_baseline")), _yes_no(r.get("codes_equal_to_reference")),
+                  _fmt(versus.get("mcd_db")), _fmt(versus.get("snr_db"), 1),
+                  "; ".join(r.get("notes", [])).replace("|", "/")]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def plot_pieces(records: list[dict], path: str | Path | None = None):
+    """The streams' pieces: HiFiGAN seconds per piece against its index (flat: each piece decodes only its own
+    latents; growing: every latent so far is decoded again), and audio made against wall-clock time (above the
+    diagonal, a player fed as pieces come never waits after the first). Saved to ``path`` if given."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    streams = [r for r in records if "error" not in r and r.get("pieces")]
+    figure, (work, timeline) = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
+    longest = 0.0
+    for r in streams:
+        label = f"{r['impl']}: {r['config']}"
+        seconds = [piece["decode_s"] for piece in r["pieces"]]
+        work.plot(range(1, len(seconds) + 1), seconds, marker="o", label=label)
+        ready = [0.0] + [piece["ready_s"] for piece in r["pieces"]]
+        made = [0.0]
+        for piece in r["pieces"]:
+            made.append(made[-1] + piece["samples"] / 24_000)
+        timeline.step(ready, made, where="post", label=label)
+        longest = max(longest, ready[-1], made[-1])
+    timeline.plot([0, longest], [0, longest], color="grey", linestyle=":", label="real time")
+    work.set(xlabel="piece", ylabel="HiFiGAN seconds for the piece", title="work per piece", ylim=(0, None))
+    timeline.set(xlabel="seconds since the call", ylabel="seconds of audio handed out", title="audio made over time")
+    for axis in (work, timeline):
+        axis.legend(fontsize=8)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+    return figure
 
 
 def plot_records(records: list[dict], path: str | Path | None = None,
@@ -93,5 +135,7 @@ def write_reports(records: list[dict], options: BenchOptions, say=print) -> None
     if options.out_dir is not None:
         (options.out_dir / "bench.md").write_text(_header(records, options) + table)
         plot_records(records, options.out_dir / "bench.png")
+        if any(r.get("pieces") for r in records if "error" not in r):
+            plot_pieces(records, options.out_dir / "pieces.png")
         say(f"table, chart and WAVs: {options.out_dir}")
     say(table)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from tortoise_lab.tools.bench.configs import (CONFIGS, DEFAULT_CONFIGS, DEFAULT_SEED, DEFAULT_TEXT, DEFAULT_VOICE,
-                                              EXPECTED_NOTE, QUICK_CLIPS, QUICK_SAMPLES, RECORD_PREFIX,
+                                              EXPECTED_NOTES, QUICK_CLIPS, QUICK_SAMPLES, RECORD_PREFIX,
                                               REF_WORKER, REPO, STAGES, UPSTREAM_TTS_SETTINGS, WEIGHT_FILES,
                                               WEIGHTS_SEED, WEIGHTS_STAMP, BenchOptions)
 from tortoise_lab.tools.bench.report import write_reports
@@ -40,9 +40,11 @@ def upstream_model_kwargs(size: str) -> dict:
     from tortoise_lab.models.clvp import CLVPConfig
     from tortoise_lab.models.diffusion import DiffusionConfig
     from tortoise_lab.models.gpt import GPTConfig
+    from tortoise_lab.models.hifigan import HifiganConfig
     from tortoise_lab.models.vocoder import VocoderConfig
 
     gpt, clvp, vocoder = GPTConfig.from_name(size), CLVPConfig.from_name(size), VocoderConfig.from_name(size)
+    hifigan = HifiganConfig.from_name(size)
     return {
         "gpt": dict(layers=gpt.layers, model_dim=gpt.model_dim, heads=gpt.heads, max_mel_tokens=gpt.max_mel_tokens,
                     max_text_tokens=gpt.max_text_tokens, max_conditioning_inputs=gpt.max_conditioning_inputs,
@@ -58,6 +60,13 @@ def upstream_model_kwargs(size: str) -> dict:
                         dilations=list(vocoder.dilations), strides=list(vocoder.strides),
                         lReLU_slope=vocoder.leaky_relu_slope, kpnet_conv_size=vocoder.kpnet_conv_size,
                         hop_length=vocoder.hop_length, n_mel_channels=vocoder.n_mel_channels),
+        # api_fast's HifiganGenerator: it reads the AR model's latents and takes its conditioning latent as speaker.
+        "hifigan": dict(in_channels=gpt.model_dim, out_channels=1, resblock_type="1",
+                        resblock_dilation_sizes=[list(d) for d in hifigan.resblock_dilations],
+                        resblock_kernel_sizes=list(hifigan.resblock_kernel_sizes),
+                        upsample_kernel_sizes=list(hifigan.upsample_kernel_sizes),
+                        upsample_initial_channel=hifigan.upsample_initial_channel,
+                        upsample_factors=list(hifigan.upsample_factors), cond_channels=gpt.model_dim),
     }
 
 
@@ -134,9 +143,11 @@ def _run_worker(command: list[str], label: str, out_dir: Path | None = None) -> 
 
 
 def _median_record(record: dict, samples: int, tokens: int) -> dict:
-    """Add medians, AR tokens/s and the real-time factor to a worker's raw record."""
+    """Add medians (of the totals, the stages and the time to first audio), AR tokens/s and the real-time factor to
+    a worker's raw record."""
     times = record["times_s"]
     record["median_s"] = statistics.median(times)
+    record["first_audio_s"] = statistics.median(record.get("first_audio_times_s") or times)
     record["stages_s"] = {stage: statistics.median(values) for stage, values in record["stage_times_s"].items()}
     ar = record["stages_s"].get("autoregressive") or 0.0
     record["ar_tokens_per_s"] = samples * tokens / ar if ar > 0 else None
@@ -201,21 +212,25 @@ def _settings_for(name: str, options: BenchOptions):
     config = CONFIGS[name]
     preset = config.preset or options.preset
     overrides = dict(config.options, max_mel_tokens=options.max_mel_tokens)
-    if options.quick:
+    if options.quick and not config.fast:  # the fast path draws one sample whatever the preset says
         overrides["num_autoregressive_samples"] = QUICK_SAMPLES
     settings = Settings.from_preset(preset, **overrides)
-    overrides["batch_size"] = settings.batch  # as upstream's default on CPU: all at once, up to 16
+    if not config.fast:
+        overrides["batch_size"] = settings.batch  # as upstream's default on CPU: all at once, up to 16
     if options.device:
         overrides["device"] = options.device
     return preset, overrides, settings.replace(**overrides)
 
 
 def _base_record(impl: str, name: str, preset: str, settings, options: BenchOptions, repeats: int) -> dict:
+    fast = CONFIGS[name].fast
     return {"impl": impl, "config": name, "preset": preset, "description": CONFIGS[name].description,
             "size": options.size, "repeats": repeats, "seed": options.seed, "text": options.text,
-            "max_mel_tokens": settings.max_mel_tokens, "num_autoregressive_samples": settings.num_autoregressive_samples,
-            "batch_size": settings.batch_size, "diffusion_iterations": settings.diffusion_iterations,
-            "sampler": settings.sampler if impl == "tortoise_lab" else "ddpm"}
+            "max_mel_tokens": settings.max_mel_tokens,
+            "num_autoregressive_samples": 1 if fast else settings.num_autoregressive_samples,
+            "batch_size": 1 if fast else settings.batch_size,
+            "diffusion_iterations": None if fast else settings.diffusion_iterations,
+            "sampler": None if fast else settings.sampler if impl == "tortoise_lab" else "ddpm"}
 
 
 def _run_ours(name, options, weights, clips, work, wav_dir, device, say) -> dict:
@@ -228,7 +243,8 @@ def _run_ours(name, options, weights, clips, work, wav_dir, device, say) -> dict
     wav = wav_dir / f"tortoise_lab-{name}.wav"
     spec = {"config": name, "preset": preset, "overrides": overrides, "size": options.size, "weights_dir": str(weights),
             "voices_dir": str(voices.parent), "voice": DEFAULT_VOICE, "text": options.text, "seed": options.seed,
-            "repeats": repeats, "warmup": bool(settings.inference.compile), "wav": str(wav)}
+            "repeats": repeats, "warmup": bool(settings.inference.compile), "wav": str(wav),
+            "stream": CONFIGS[name].stream}
     spec_path = work / f"ours-{name}.json"
     spec_path.write_text(json.dumps(spec))
     say(f"tortoise_lab/{name}: {repeats} timed run(s)...")
@@ -245,7 +261,7 @@ def _run_reference(name, options, weights, clips, work, wav_dir, device, say) ->
     spec = {"config": name, "options": CONFIGS[name].reference, "models": upstream_model_kwargs(options.size),
             "weights_dir": str(weights), "clips": [str(c) for c in clips], "text": options.text, "seed": options.seed,
             "repeats": repeats, "batch_size": settings.batch_size, "device": device, "wav": str(wav),
-            "settings": {key: getattr(settings, key) for key in UPSTREAM_TTS_SETTINGS}}
+            "settings": _upstream_settings(name, settings)}
     spec_path = work / f"reference-{name}.json"
     spec_path.write_text(json.dumps(spec))
     say(f"reference/{name}: {repeats} timed run(s)...")
@@ -255,46 +271,75 @@ def _run_reference(name, options, weights, clips, work, wav_dir, device, say) ->
                    options, say)
 
 
+def _upstream_settings(name: str, settings) -> dict:
+    """The keyword arguments upstream's call takes for our settings: tts()'s, or for the fast path api_fast's
+    sampling ones plus the number of codes (its tts ignores max_mel_tokens; ``max_generate_length`` sets it)."""
+    if not CONFIGS[name].fast:
+        return {key: getattr(settings, key) for key in UPSTREAM_TTS_SETTINGS}
+    return {"temperature": settings.temperature, "length_penalty": settings.length_penalty,
+            "repetition_penalty": settings.repetition_penalty, "top_p": settings.top_p,
+            "max_generate_length": settings.max_mel_tokens}
+
+
 def _finish(record: dict, settings, wav: Path, options: BenchOptions, say) -> dict:
     """Medians and rates of a finished worker's record, and where its WAV is; errors pass through."""
     if "error" in record:
         say(f"  {record['error']}")
         return record
-    record = _median_record(record, settings.num_autoregressive_samples, settings.max_mel_tokens)
+    samples = record["num_autoregressive_samples"]
+    record = _median_record(record, samples, settings.max_mel_tokens)
     record["wav"] = str(wav) if options.out_dir else None
     record["_wav"] = str(wav)  # for the comparisons, also when the WAVs are in the scratch folder
-    say(f"  median {record['median_s']:.2f} s, peak {record['peak_mb']:.0f} MB")
+    first = f", first audio {record['first_audio_s']:.2f} s" if CONFIGS[record["config"]].stream else ""
+    say(f"  median {record['median_s']:.2f} s{first}, peak {record['peak_mb']:.0f} MB")
     return record
 
 
 def _compare(records: list[dict]) -> None:
-    """Codes and audio of every record against our baseline's; speed against upstream's two paths."""
+    """Codes and audio of every record against its path's baseline (ours without the KV cache for the diffusion
+    path, our whole-utterance ``hifigan`` run for the fast path) and against upstream's run of the same
+    configuration; speed against upstream's two diffusion paths, its same configuration and its stream."""
     from tortoise_lab.audio import OUTPUT_SAMPLE_RATE, load_audio
     from tortoise_lab.tools.compare import compare_waveforms
 
     def find(impl, config):
         return next((r for r in records if r["impl"] == impl and r["config"] == config and "error" not in r), None)
 
-    baseline = find("tortoise_lab", "baseline")
+    def versus(one, other):
+        return compare_waveforms(load_audio(one["_wav"], OUTPUT_SAMPLE_RATE),
+                                 load_audio(other["_wav"], OUTPUT_SAMPLE_RATE)).to_dict()
+
+    baselines = {False: find("tortoise_lab", "baseline"), True: find("tortoise_lab", "hifigan")}
     reference_off, reference_on = find("reference", "baseline"), find("reference", "kv_cache")
-    baseline_wav = load_audio(baseline["_wav"], OUTPUT_SAMPLE_RATE) if baseline else None
+    reference_stream = find("reference", "stream")
     for record in records:
-        record.setdefault("codes_equal_to_baseline", None)
-        record.setdefault("vs_baseline", None)
-        record.setdefault("speedup_vs_reference_kv_off", None)
-        record.setdefault("speedup_vs_reference_kv_on", None)
+        for key in ("codes_equal_to_baseline", "vs_baseline", "speedup_vs_reference_kv_off",
+                    "speedup_vs_reference_kv_on", "codes_equal_to_reference", "vs_reference", "speedup_vs_reference",
+                    "first_audio_speedup_vs_reference_stream"):
+            record.setdefault(key, None)
         if "error" in record:
             continue
+        fast = CONFIGS[record["config"]].fast
+        baseline = baselines[fast]
         if baseline is not None:
             record["codes_equal_to_baseline"] = record["codes"] == baseline["codes"]
             if record is not baseline:
-                comparison = compare_waveforms(baseline_wav, load_audio(record["_wav"], OUTPUT_SAMPLE_RATE))
-                record["vs_baseline"] = comparison.to_dict()
-        for key, reference in (("speedup_vs_reference_kv_off", reference_off),
-                               ("speedup_vs_reference_kv_on", reference_on)):
-            if reference is not None:
-                record[key] = reference["median_s"] / record["median_s"]
-
+                record["vs_baseline"] = versus(baseline, record)
+        if not fast:
+            for key, reference in (("speedup_vs_reference_kv_off", reference_off),
+                                   ("speedup_vs_reference_kv_on", reference_on)):
+                if reference is not None:
+                    record[key] = reference["median_s"] / record["median_s"]
+        if record["impl"] != "tortoise_lab":
+            continue
+        twin = find("reference", record["config"])
+        if twin is not None:
+            record["codes_equal_to_reference"] = record["codes"] == twin["codes"]
+            record["vs_reference"] = versus(twin, record)
+            record["speedup_vs_reference"] = twin["median_s"] / record["median_s"]
+        if fast and reference_stream is not None:
+            record["first_audio_speedup_vs_reference_stream"] = (reference_stream["first_audio_s"]
+                                                                 / record["first_audio_s"])
 
 
 # ------------------------------------------------------------------------------------------------- worker
@@ -320,8 +365,16 @@ def worker(spec: dict) -> dict:
     voice = load_voice(spec["voice"], [spec["voices_dir"]])
     load_s = time.perf_counter() - started
 
+    timelines = []  # the stream's pieces per run: when each was ready, what it cost
+
     def speak():
-        return tts.tts(spec["text"], voice=voice, seed=spec["seed"], settings=settings)
+        if not spec.get("stream"):
+            return tts.tts(spec["text"], voice=voice, seed=spec["seed"], settings=settings)
+        stream = tts.stream(spec["text"], voice=voice, seed=spec["seed"], settings=settings)
+        for _ in stream:  # a player would take each piece here
+            pass
+        timelines.append([dataclasses.asdict(piece) for piece in stream.timeline])
+        return stream.result
 
     # Once-per-model preparation, outside the timings: the decoder with its options (int8 quantizes a copy here),
     # the int8 CLVP, and, where the configuration uses it, the voice's latent cache (made once per voice).
@@ -335,7 +388,8 @@ def worker(spec: dict) -> dict:
         speak()  # torch.compile compiles the decode step on its first call
     prepare_s = time.perf_counter() - started
 
-    times, stage_times, first = [], {stage: [] for stage in STAGES}, None
+    timelines.clear()  # (a warm-up run's)
+    times, first_audio, stage_times, first = [], [], {stage: [] for stage in STAGES}, None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(spec["repeats"]):
@@ -343,12 +397,14 @@ def worker(spec: dict) -> dict:
         speech = speak()
         first = first or speech
         times.append(speech.timings["total"])
+        first_audio.append(speech.timings.get("first_audio", speech.timings["total"]))
         for stage in STAGES:
             stage_times[stage].append(speech.timings.get(stage, 0.0))
-    notes += [n for n in first.notes if EXPECTED_NOTE not in n and n not in notes]
+    notes += [n for n in first.notes if not any(e in n for e in EXPECTED_NOTES) and n not in notes]
     save_audio(spec["wav"], first.wav, first.sample_rate)
     record = {
-        "impl": "tortoise_lab", "device": str(device), "times_s": times, "stage_times_s": stage_times,
+        "impl": "tortoise_lab", "device": str(device), "times_s": times, "first_audio_times_s": first_audio,
+        "stage_times_s": stage_times, "pieces": timelines[0] if timelines else None,
         "load_s": load_s, "prepare_s": prepare_s, "warmup": spec["warmup"], "audio_s": first.duration,
         "peak_mb": _peak_mb(), "codes": first.codes[0].reshape(-1).tolist(), "used": decoder.used,
         "settings": {k: v for k, v in first.settings.items() if k != "text_split"}, "notes": notes,
