@@ -146,6 +146,7 @@ def test_the_embedded_benchmark_times_the_defaults_beside_the_previous_ones(tmp_
     assert after["samples"] == EMBEDDED_PRESETS["fast"]["num_autoregressive_samples"] and after["chunks"] == 2
     assert record["speedup"] == pytest.approx(before["median_s"] / after["median_s"], rel=0.01)
     assert after["rtf"] == pytest.approx(after["median_s"] / after["audio_s"], rel=0.01)
+    assert 0 < after["first_audio_s"] < after["median_s"]  # streamed: the first of the two sentences came first
     assert json.loads((tmp_path / "bench-embedded.json").read_text())["configurations"].keys() == {
         "previous defaults", "defaults"}
     assert "as fast as the previous defaults" in (tmp_path / "bench-embedded.md").read_text()

@@ -3,7 +3,10 @@
 1. ``05_playground``: Run > Run All Cells, then press the playground's button; a new take with a player must come
    into the history (the button runs synthesis in a thread, and the result reaches the page through the widget
    messages, which only a browser exercises).
-2. ``03_optimisations``, executed with nbconvert, trusted as ``jupyter trust`` would (JupyterLab strips the audio from
+2. ``07_streaming``: Run > Run All Cells; the stream's pieces must have reached the page's audio queue as they were
+   made (each one scheduled on the Web Audio clock: ``window.tortoiseLabStreams``), and the queue must end as a
+   player of the whole take.
+3. ``03_optimisations``, executed with nbconvert, trusted as ``jupyter trust`` would (JupyterLab strips the audio from
    an untrusted notebook's players) and opened without running it: every audio player it stored must load its
    audio and every plot must show.
 
@@ -32,6 +35,9 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 SCREENSHOTS = REPO / "output-audio-samples" / "screenshots"
 PLAYGROUND = "05_playground"
+STREAMING = "07_streaming"
+# What the page's stream queues received: per player, the pieces and samples scheduled (workspace.streaming).
+QUEUED = "name => Object.values(window[name] || {}).map(s => ({pieces: s.pieces, samples: s.samples}))"
 EXECUTED = "03_optimisations"  # the notebook with the most players (one per speed option) and plots
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 NO_CHROMIUM = "No Chromium to drive: install it with `apt-get install chromium chromium-driver` (.ci/run does)."
@@ -190,6 +196,26 @@ def test_the_playground_speaks_in_the_browser(browser, lab):
         (player,) = newest.evaluate_all(PLAYERS)
         assert player["src"].startswith("data:audio/wav") and player["duration"] > 0, player
         _screenshot(page, playground, PLAYGROUND)
+
+
+def test_the_stream_plays_in_the_page_as_it_arrives(browser, lab):
+    from tortoise_lab.workspace.streaming import STREAMS_REGISTRY
+
+    with notebook_page(browser, lab, f"{STREAMING}.ipynb", workspace="streaming") as (page, panel):
+        _run_all_cells(page, panel)
+        queues = page.evaluate(QUEUED, STREAMS_REGISTRY)
+        assert len(queues) == 1, queues  # one stream played, one queue
+        # Test mode: 59 codes, so pieces after 8, 28 and 48 codes and the rest; 64 samples a frame (tiny HiFiGAN).
+        assert queues[0]["pieces"] == 4 and queues[0]["samples"] > 0, queues
+        table = panel.locator(".jp-RenderedMarkdown table", has_text="ready at s")
+        assert table.locator("tbody tr").count() == queues[0]["pieces"]  # the timeline lists what was played
+        stream_cell = panel.locator(".jp-Cell", has_text="play_stream(stream)")
+        player = stream_cell.locator(".jp-OutputArea-output audio")  # the queue, replaced by the whole take
+        _wait(page, PLAYERS_LOADED, player, LOAD_TIMEOUT_MS)
+        (shown,) = player.evaluate_all(PLAYERS)
+        assert shown["src"].startswith("data:audio/wav") and shown["duration"] > 0, shown
+        assert abs(shown["duration"] - queues[0]["samples"] / 24_000) < 0.01  # the take is what was queued
+        _screenshot(page, stream_cell, STREAMING)
 
 
 def _stored(notebook) -> tuple[int, int]:

@@ -29,6 +29,24 @@ def test_one_sample_decoded_whole_with_a_note(tts, voice):
     assert "hifigan" in speech.timings and "diffusion_and_vocoder" not in speech.timings
 
 
+def test_the_fast_path_encodes_only_the_ar_conditioning(tts, voice, monkeypatch):
+    """The diffusion conditioning encoder is most of the conditioning time and the fast path never reads its latent:
+    neither the whole take nor the stream runs it, and the AR latent is the one the main path makes."""
+    from tortoise_lab.stages.conditioning import voice_latents
+
+    both, _ = voice_latents(tts.models, voice, torch.Generator(), cache=False)
+    alone, _ = voice_latents(tts.models, voice, torch.Generator(), cache=False, diffusion=False)
+    assert both.diffusion is not None and alone.diffusion is None
+    assert torch.equal(alone.autoregressive, both.autoregressive)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fast path ran the diffusion conditioning encoder")
+
+    monkeypatch.setattr(tts.models.diffusion, "conditioning_embedding", refuse)
+    assert tts.tts(TEXT, voice=voice, seed=5, latent_cache=False, **FAST).wav.numel() > 0
+    assert list(tts.stream(TEXT, voice=voice, seed=5, latent_cache=False, max_mel_tokens=24))
+
+
 def test_same_seed_same_audio_and_the_kv_cache_changes_nothing(tts, voice):
     cached = tts.tts(TEXT, voice=voice, seed=5, kv_cache=True, **FAST)
     uncached = tts.tts(TEXT, voice=voice, seed=5, kv_cache=False, **FAST)

@@ -21,6 +21,7 @@ LAYERS = {
     "tortoise_lab.assets": 1, "tortoise_lab.checkpoints": 1, "tortoise_lab.text": 1, "tortoise_lab.audio": 1,
     "tortoise_lab.models": 2,
     "tortoise_lab.fast": 3, "tortoise_lab.voices": 3, "tortoise_lab.tools.compare": 3, "tortoise_lab.outputs": 3,
+    "tortoise_lab.speech": 3,
     "tortoise_lab.stages": 4,
     "tortoise_lab.model_set": 5,
     "tortoise_lab.pipeline": 6,

@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 READING_ORDER = ("01_installation", "02_presets", "03_optimisations", "04_custom_voice", "05_playground",
-                 "06_listening")
+                 "06_listening", "07_streaming")
 KERNEL = "tortoise-lab"
 SHELL_OUT = re.compile(r"^\s*(!|%pip|%conda|%%bash|%%sh|%system)|subprocess|os\.system", re.MULTILINE)
 LAB_START_TIMEOUT_S = 90

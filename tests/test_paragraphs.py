@@ -68,3 +68,15 @@ def test_a_paragraph_is_spoken_whole(tts, count, tmp_path):
     assert SHORTEST_RATIO <= ratio <= LONGEST_RATIO, f"{count} sentences: {ratio:.2f} of espeak-ng's duration"
     # A chunk that stayed too short or too long after its redraw would be named in a note: none is.
     assert not [note for note in speech.notes if "also when drawn again" in note]
+
+
+def test_a_paragraph_streams_sentence_by_sentence(tts):
+    """The embedded set has no HiFiGAN: its stream hands out each sentence when it is made, and the sentences join
+    into tts's audio exactly."""
+    text = " ".join(SENTENCES[:3])
+    voice = load_voice(EMBEDDED_DEFAULT_VOICE)
+    stream = tts.stream(text, voice=voice, seed=3)
+    pieces = list(stream)
+    assert len(pieces) == 3 and [piece.chunk for piece in stream.timeline] == [0, 1, 2]
+    assert stream.result.wav.equal(tts.tts(text, voice=voice, seed=3).wav)
+    assert stream.result.timings["first_audio"] < stream.result.timings["total"] / 2  # the first of three sentences

@@ -57,9 +57,26 @@ def test_a_text_of_several_chunks_streams_them_in_turn(tts, voice):
     assert torch.equal(stream.result.wav, torch.cat(pieces, dim=-1))
 
 
-def test_the_stream_refuses_another_decoder_and_bad_sizes(tts, voice):
-    with pytest.raises(ValueError, match="^Streaming decodes with decoder 'hifigan' only"):
-        tts.stream(TEXT, voice=voice, decoder="diffusion")
+def test_another_chain_streams_whole_chunks_equal_to_tts(tts, voice):
+    """decoder "diffusion" asked for: each piece is a whole chunk, handed out when made; they join into tts's audio
+    exactly (the same draws, redraws and cuts)."""
+    text, options = "One sentence here. Another sentence there.", dict(text_split=(10, 20), max_mel_tokens=16,
+                                                                       num_autoregressive_samples=2)
+    whole = tts.tts(text, voice=voice, seed=4, decoder="diffusion", **options)
+    stream = tts.stream(text, voice=voice, seed=4, decoder="diffusion", **options)
+    pieces = list(stream)
+    assert len(pieces) == len(whole.chunks) == 3 and [p.chunk for p in stream.timeline] == [0, 1, 2]
+    assert torch.equal(torch.cat(pieces, dim=-1), whole.wav) and torch.equal(stream.result.wav, whole.wav)
+    assert all(torch.equal(a, b) for a, b in zip(stream.result.codes, whole.codes))
+    assert stream.result.settings["decoder"] == "diffusion" and stream.result.notes == whole.notes
+    timeline = stream.timeline
+    assert [p.samples for p in timeline] == [piece.shape[-1] for piece in pieces] and all(p.frames == 0
+                                                                                            for p in timeline)
+    assert timeline[0].ready_s == stream.result.timings["first_audio"] < stream.result.timings["total"]
+    assert all(p.decode_s > 0 for p in timeline)
+
+
+def test_the_stream_refuses_bad_sizes_and_unused_settings(tts, voice):
     with pytest.raises(ValueError, match="at least 1"):
         tts.stream(TEXT, voice=voice, first_chunk_codes=0)
     with pytest.raises(ValueError, match="does not use num_autoregressive_samples"):  # before the first piece

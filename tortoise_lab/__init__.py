@@ -11,9 +11,11 @@ The package in the order the data flows (the notebook that shows each step in br
     decode    stages/decode         best codes -> AR latents -> diffusion (stages/diffusion_sampler) -> mel
                                     -> UnivNet -> wav; or code book -> Griffin-Lim              [02_presets]
               stages/redaction      [bracketed] text cut out of the wav
+              stages/streaming      the fast path's latents -> audio piece by piece as drawn     [07_streaming]
     the run   config.py             Settings, presets, constants; model_set.py: what a model set holds and
-                                    resolve_models; pipeline.py: TextToSpeech, every stage in order  [01, 02]
-    faces     reading.py (long texts), outputs.py (sidecars), tools/ (compare, bench), workspace.py and
+                                    resolve_models; pipeline.py: TextToSpeech, every stage in order  [01, 02];
+                                    speech.py: what a run returns (Speech, SpeechStream)
+    faces     reading.py (long texts), outputs.py (sidecars), tools/ (compare, bench), workspace/ and
               widgets.py (notebooks, the Playground [05_playground]), cli/ (the `tortoise-lab` command)
 
 Underneath: files.py (atomic writes), device.py, assets.py, checkpoints.py, audio.py, models/ (one network per

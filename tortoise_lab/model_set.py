@@ -166,6 +166,11 @@ class ModelSet:
         return Chain(self.ranker, self.decoder)
 
     @property
+    def has_hifigan(self) -> bool:
+        """Whether this kind of set has the fast path's HiFiGAN (its weights may still be missing)."""
+        return self._hifigan_loader is not None
+
+    @property
     def hifigan(self) -> HifiganDecoder:
         """The fast path's decoder, loaded on first use; ModelUnavailable for a set without one."""
         if self._hifigan_loader is None:

@@ -20,13 +20,10 @@ whole-utterance fast-path audio.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
 
-from tortoise_lab import __version__
 from tortoise_lab.config import OUTPUT_SAMPLE_RATE, SEED_RANGE, TEXT_SPLIT_MAX, InferenceOptions, Settings, draw_seed
 from tortoise_lab.device import choose_device
 from tortoise_lab.model_set import Chain, ModelSet
@@ -37,74 +34,16 @@ from tortoise_lab.stages.rerank import best_rows
 from tortoise_lab.stages.sampling import (PreparedDecoder, StepCallback, prepare_decoder, sample_codes,
                                           sampling_options)
 from tortoise_lab.stages.streaming import CHUNK_CODES, FIRST_CHUNK_CODES
+from tortoise_lab.speech import Speech, SpeechStream, StreamPiece
 from tortoise_lab.stages.timing import StageTimer
 from tortoise_lab.text import Tokenizer, clean_text, fit_chunks
 from tortoise_lab.voices import Voice
 
 __all__ = ["Speech", "SpeechStream", "StreamPiece", "TextToSpeech", "SAMPLE_RATE"]
 
+DECODING_STAGES = ("ar_latents", "diffusion_and_vocoder", "hifigan", "redaction")  # a chunk's audio after its codes
+
 SAMPLE_RATE = OUTPUT_SAMPLE_RATE
-
-
-@dataclass
-class Speech:
-    """The result of one synthesis: the best candidate's audio, the other candidates, and how it was made."""
-
-    wav: torch.Tensor  # (1, N) float32 in [-1, 1], the best-ranked candidate (chunks joined)
-    sample_rate: int
-    seed: int
-    text: str
-    voice: str
-    settings: dict
-    candidates: list[torch.Tensor]  # k waveforms, best first
-    codes: list[torch.Tensor]  # per chunk, (k, max_mel_tokens) the chosen candidates' codes (as decoded)
-    scores: list[torch.Tensor]  # per chunk, (num_autoregressive_samples,) ranking scores
-    chunks: list[str]
-    timings: dict[str, float]  # seconds per stage, summed over chunks, plus "total"
-    model: str  # where the weights came from
-    notes: list[str] = field(default_factory=list)  # options requested but not used, stop-token warnings, ...
-    version: str = __version__
-
-    @property
-    def duration(self) -> float:
-        return self.wav.shape[-1] / self.sample_rate
-
-    def metadata(self) -> dict:
-        """Everything about the run except the audio, for the JSON sidecar."""
-        return {
-            "text": self.text, "voice": self.voice, "seed": self.seed, "sample_rate": self.sample_rate,
-            "duration_s": round(self.duration, 3), "chunks": self.chunks, "settings": self.settings,
-            "timings_s": {k: round(v, 4) for k, v in self.timings.items()}, "model": self.model,
-            "notes": self.notes, "tortoise_lab_version": self.version,
-        }
-
-
-@dataclass(frozen=True)
-class StreamPiece:
-    """When one piece of a stream was ready and what it cost: the timeline a player sees."""
-
-    chunk: int  # which text chunk it belongs to
-    ready_s: float  # seconds from the call until it was handed out
-    samples: int  # its length at 24 kHz
-    codes: int  # codes of its chunk drawn by then
-    decode_s: float  # HiFiGAN seconds for it
-    frames: int  # frames HiFiGAN ran over for it (its own plus the context)
-
-
-class SpeechStream:
-    """``TextToSpeech.stream``'s result: iterate it for the audio pieces, (1, n) float32 at 24 kHz each, as they are
-    made; after the last one, ``result`` is the run's ``Speech`` (seed, timings with "first_audio", the whole wav:
-    the pieces joined). ``timeline`` holds a ``StreamPiece`` per piece handed out so far."""
-
-    def __init__(self, pieces: Iterator[torch.Tensor], timeline: list[StreamPiece]):
-        self._pieces = pieces
-        self.timeline = timeline
-        self.result: Speech | None = None
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        result = yield from self._pieces
-        if result is not None:  # (iterated again: nothing more, the result stays)
-            self.result = result
 
 
 class TextToSpeech:
@@ -184,21 +123,10 @@ class TextToSpeech:
                 latents, ar_mels = voice_latents(self.models, voice, generator, want_mels=settings.cvvp_amount > 0,
                                                  cache=settings.latent_cache,
                                                  diffusion=chain.decoder.needs_diffusion_latent)
-            for index, chunk in enumerate(tqdm(chunks, desc="chunks", disable=not self.progress or len(chunks) == 1,
-                                               leave=False)):
-                report = on_step
-                if on_step is not None and len(chunks) > 1:
-                    report = (lambda stage, done, total, label=f", chunk {index + 1}/{len(chunks)}":
-                              on_step(stage + label, done, total))
-                def speak(chunk_generator, again=False, chunk=chunk, report=report):
-                    if again and report is not None:  # a redraw's steps start from 0 again: say which they are
-                        report = (lambda stage, done, total, first=report: first(stage + ", drawn again", done, total))
-                    return self._speak_chunk(chunk, latents, ar_mels, settings, chain, decoder, chunk_generator,
-                                             timer, notes, report)
-
-                label = f"Chunk {index + 1} of {len(chunks)}" if len(chunks) > 1 else "The speech"
-                wavs, best, scores = self._paced(speak(generator), speak, chunk, label, (seed + index + 1) % SEED_RANGE,
-                                                 settings, notes)
+            for index in tqdm(range(len(chunks)), desc="chunks", disable=not self.progress or len(chunks) == 1,
+                              leave=False):
+                wavs, best, scores = self._say_chunk(chunks, index, seed, latents, ar_mels, settings, chain, decoder,
+                                                     generator, timer, notes, on_step)
                 chunk_wavs.append([w.float().cpu() for w in wavs])
                 all_codes.append(best.cpu())
                 all_scores.append(scores.float().cpu())
@@ -206,6 +134,25 @@ class TextToSpeech:
         return Speech(wav=candidates[0], sample_rate=SAMPLE_RATE, seed=seed, text=text, voice=voice.name,
                       settings=settings.to_dict(), candidates=candidates, codes=all_codes, scores=all_scores,
                       chunks=chunks, timings=timer.seconds, model=self.models.description, notes=notes)
+
+    def _say_chunk(self, chunks, index, seed, latents, ar_mels, settings, chain, decoder, generator, timer, notes,
+                   on_step):
+        """Chunk ``index`` of a run, drawn once more with its own seed when its length is clearly wrong
+        (``_paced``): (k waveforms, (k, T) codes, (N,) scores)."""
+        chunk, report = chunks[index], on_step
+        if on_step is not None and len(chunks) > 1:
+            report = (lambda stage, done, total, label=f", chunk {index + 1}/{len(chunks)}":
+                      on_step(stage + label, done, total))
+
+        def speak(chunk_generator, again=False):
+            said = report
+            if again and report is not None:  # a redraw's steps start from 0 again: say which they are
+                said = (lambda stage, done, total: report(stage + ", drawn again", done, total))
+            return self._speak_chunk(chunk, latents, ar_mels, settings, chain, decoder, chunk_generator, timer, notes,
+                                     said)
+
+        label = f"Chunk {index + 1} of {len(chunks)}" if len(chunks) > 1 else "The speech"
+        return self._paced(speak(generator), speak, chunk, label, (seed + index + 1) % SEED_RANGE, settings, notes)
 
     def _start(self, text: str, voice: Voice, settings: Settings):
         """What every run settles before any work: the settings fitted to the model set (and the device moved),
@@ -227,34 +174,70 @@ class TextToSpeech:
     def stream(self, text: str, voice: Voice | None = None, preset: str = "fast", seed: int | None = None,
                settings: Settings | None = None, first_chunk_codes: int = FIRST_CHUNK_CODES,
                chunk_codes: int = CHUNK_CODES, **overrides) -> SpeechStream:
-        """Speak ``text`` with the fast path (decoder "hifigan"), handing out audio as the codes are drawn.
+        """Speak ``text``, handing out audio while the rest is still being made.
 
-        The first piece comes once ``first_chunk_codes`` codes are drawn, later ones every ``chunk_codes`` codes, and
-        the last when the chunk's codes end (``stages.streaming`` explains the sizes); a text of several chunks
-        streams them in turn. The pieces join into ``tts(..., decoder="hifigan")``'s audio for the same seed (the
-        same codes; the audio within fp32 rounding), except where ``tts`` would draw a chunk again for its length:
-        a streamed chunk has been heard already, so the stream only notes it. [Bracketed] text is spoken, not cut,
-        in a stream. Setting problems raise here, before the first piece.
+        With the fast path (decoder "hifigan": the default here for a set that has a HiFiGAN) audio comes as the
+        codes are drawn: the first piece once ``first_chunk_codes`` codes are drawn, later ones every ``chunk_codes``
+        codes, and the last when the chunk's codes end (``stages.streaming`` explains the sizes); a text of several
+        chunks streams them in turn. The pieces join into ``tts(..., decoder="hifigan")``'s audio for the same seed
+        (the same codes; the audio within fp32 rounding), except where ``tts`` would draw a chunk again for its
+        length: a streamed chunk has been heard already, so the stream only notes it. [Bracketed] text is spoken,
+        not cut, in such a stream.
+
+        With any other chain (a set without a HiFiGAN, or decoder "diffusion" asked for) each piece is a whole text
+        chunk (a sentence, for a set trained on sentences), handed out as soon as it is made: the pieces join into
+        ``tts``'s audio exactly, redraws and cuts included. Setting problems raise here, before the first piece.
         """
         settings = settings or Settings.from_preset(preset)
         if overrides:
             settings = settings.replace(**overrides)
-        if settings.decoder != "hifigan":
-            if "decoder" in settings.explicit:
-                raise ValueError(f"Streaming decodes with decoder 'hifigan' only (decoder {settings.decoder!r} makes "
-                                 "a chunk's audio once all its codes are drawn); leave decoder out or set 'hifigan'.")
+        if settings.decoder != "hifigan" and "decoder" not in settings.explicit and self.models.has_hifigan:
             settings = settings.replace(explicit=False, decoder="hifigan")
         if first_chunk_codes < 1 or chunk_codes < 1:
             raise ValueError("first_chunk_codes and chunk_codes must be at least 1.")
         voice = voice or Voice("random")
         seed = draw_seed(seed)
         settings, chain, chunks, decoder, notes = self._start(text, voice, settings)
+        timeline: list[StreamPiece] = []
+        if settings.decoder != "hifigan":
+            return SpeechStream(self._stream_chunks(text, voice, seed, settings, chain, chunks, decoder, notes,
+                                                    timeline), timeline)
         if settings.redact and any("[" in chunk or "]" in chunk for chunk in chunks):
             notes.append("[Bracketed] text is spoken and not cut out in a stream (the cut needs the whole audio); "
                          "use tts for it.")
-        timeline: list[StreamPiece] = []
         return SpeechStream(self._stream(text, voice, seed, settings, chain, chunks, decoder, notes,
                                          (first_chunk_codes, chunk_codes), timeline), timeline)
+
+    def _stream_chunks(self, text, voice, seed, settings, chain, chunks, decoder, notes, timeline):
+        """The generator behind ``stream`` for a chain without incremental decoding: ``tts``'s chunks, each handed
+        out (and logged in ``timeline``) as soon as it is made; returns the ``Speech``, equal to ``tts``'s."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        timer, started, first_audio = StageTimer(self.device), time.perf_counter(), None
+        with timer.stage("conditioning"), torch.no_grad():
+            latents, ar_mels = voice_latents(self.models, voice, generator, want_mels=settings.cvvp_amount > 0,
+                                             cache=settings.latent_cache,
+                                             diffusion=chain.decoder.needs_diffusion_latent)
+        chunk_wavs, all_codes, all_scores = [], [], []
+        for index in range(len(chunks)):
+            before = sum(timer.seconds.get(stage, 0.0) for stage in DECODING_STAGES)
+            with torch.no_grad():
+                wavs, best, scores = self._say_chunk(chunks, index, seed, latents, ar_mels, settings, chain, decoder,
+                                                     generator, timer, notes, None)
+            chunk_wavs.append([w.float().cpu() for w in wavs])
+            all_codes.append(best.cpu())
+            all_scores.append(scores.float().cpu())
+            ready = time.perf_counter()
+            first_audio = first_audio or ready - started
+            decoding = sum(timer.seconds.get(stage, 0.0) for stage in DECODING_STAGES) - before
+            timeline.append(StreamPiece(index, ready - started, chunk_wavs[-1][0].shape[-1], best.shape[-1], decoding,
+                                        0))
+            yield chunk_wavs[-1][0]
+        timer.seconds["total"] = time.perf_counter() - started
+        timer.seconds["first_audio"] = first_audio or timer.seconds["total"]
+        candidates = [torch.cat([chunk[i] for chunk in chunk_wavs], dim=-1) for i in range(settings.candidates)]
+        return Speech(wav=candidates[0], sample_rate=SAMPLE_RATE, seed=seed, text=text, voice=voice.name,
+                      settings=settings.to_dict(), candidates=candidates, codes=all_codes, scores=all_scores,
+                      chunks=chunks, timings=timer.seconds, model=self.models.description, notes=notes)
 
     def _stream(self, text, voice, seed, settings, chain, chunks, decoder, notes, sizes, timeline):
         """The generator behind ``stream``: yields (1, n) pieces (each logged in ``timeline``), returns the

@@ -29,9 +29,11 @@ def add_parser(verbs) -> None:
     speak.add_argument("-o", "--output", default=None, metavar="FILE.wav",
                        help="write the audio to this file (one voice, one candidate) instead of --output-dir")
     speak.add_argument("--stream", action=argparse.BooleanOptionalAction, default=False,
-                       help="the fast path (--decoder hifigan) as the codes are drawn: each piece is appended to "
-                            "the WAV as soon as it is made (a reader sees the file grow, its header valid after "
-                            "every piece; a failed run removes it) and, with --play, played; the sidecar comes last")
+                       help="audio while the rest is made: with the fast path (--decoder hifigan, the default "
+                            "here where the model has it) as the codes are drawn, otherwise (the embedded model, "
+                            "--decoder diffusion) a sentence or chunk at a time; each piece is appended to the WAV as "
+                            "soon as it is made (a reader sees the file grow, its header valid after every piece; a "
+                            "failed run removes it) and, with --play, played; the sidecar comes last")
     add_synthesis_options(speak, "speak")
     speak.set_defaults(run=cmd_speak)
 
@@ -101,8 +103,6 @@ def cmd_speak(args: argparse.Namespace) -> int:
     if args.list_voices:
         return list_voices(args)
     text = speak_text(args)
-    if args.stream and args.decoder is None:
-        args.decoder = "hifigan"  # the one decoder that streams
     device = choose_device(args.device)
     settings = settings_from_args(args, device=str(device))
     specs = voice_specs(args)

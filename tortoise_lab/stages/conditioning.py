@@ -79,8 +79,9 @@ def voice_latents(models: "ModelSet", voice: Voice, generator: torch.Generator, 
     Blends are the weighted sums of their parts' latents. Clip voices go through the latent cache. Clips longer
     than the 6 s window are cropped at starts drawn from a generator seeded by the clips themselves (upstream
     draws them at random): a voice always gives the same latents, and the run's generator is not touched, so
-    caching cannot change the output. A random voice draws from the run's generator: both latents, or with
-    ``diffusion`` False (a chain that does not read it, as upstream's fast path) only the autoregressive one.
+    caching cannot change the output. With ``diffusion`` False (a chain that does not read it, as upstream's fast
+    path) a random voice draws only the autoregressive latent from the run's generator, and a clip voice with the
+    cache off encodes only it.
     """
     device = models.device
     if voice.parts:
@@ -106,10 +107,13 @@ def voice_latents(models: "ModelSet", voice: Voice, generator: torch.Generator, 
     if cached is not None and not want_mels:
         return ConditioningLatents(*(t.to(device) for t in cached)), None
     ar_mels, diffusion_mels = conditioning_mels(voice.clips, starts)
-    if models.diffusion is None:
-        latents = ConditioningLatents(models.gpt.conditioning_latent(ar_mels.to(device)), None)
-    elif cached is not None:
+    if cached is not None:
         latents = ConditioningLatents(*(t.to(device) for t in cached))
+    elif models.diffusion is None or not (diffusion or store.enabled):
+        # No diffusion decoder, or a chain that does not read its latent (the fast path) with no cache to fill: the
+        # AR latent alone, which upstream's fast path computes too (the diffusion encoder would be most of the
+        # time). With the cache on, both are made once and stored, and every later run reads them.
+        latents = ConditioningLatents(models.gpt.conditioning_latent(ar_mels.to(device)), None)
     else:
         latents = encode_mels(ar_mels, diffusion_mels, models.gpt, models.diffusion)
         store.store(voice, latents.autoregressive, latents.diffusion)

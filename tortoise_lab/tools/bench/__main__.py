@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from tortoise_lab.tools.bench.configs import RECORD_PREFIX
-from tortoise_lab.tools.bench.runner import worker
+from tortoise_lab.tools.bench.worker import worker
 
 if len(sys.argv) != 3 or sys.argv[1] != "--worker":
     raise SystemExit("usage: python -m tortoise_lab.tools.bench --worker SPEC.json (run by `tortoise-lab bench`)")

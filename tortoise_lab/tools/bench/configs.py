@@ -50,6 +50,7 @@ class BenchConfig:
     cuda_only: bool = False  # upstream's version of it only exists on CUDA (its half is CUDA autocast)
     fast: bool = False  # the fast path (decoder "hifigan": one sample, no ranking, no diffusion)
     stream: bool = False  # ... handed out piece by piece (TextToSpeech.stream; upstream's tts_stream)
+    measured_against: str | None = None  # upstream's configuration its speed is compared with (None: its own name)
 
 
 # The option configurations recompute the conditioning latents every run (latent_cache off), as upstream does.
@@ -79,8 +80,18 @@ CONFIGS: dict[str, BenchConfig] = {
     "stream": BenchConfig("the fast path streamed: audio pieces while the codes are drawn (upstream's tts_stream)",
                           {"decoder": "hifigan", "latent_cache": False}, reference={"api": "stream", "kv_cache": True},
                           fast=True, stream=True),
+    "stream_cached": BenchConfig("the stream with the voice's conditioning latent computed before (our latent cache; "
+                                 "upstream's get_conditioning_latents answered from a copy made before timing)",
+                                 {"decoder": "hifigan", "latent_cache": True},
+                                 reference={"api": "stream", "kv_cache": True, "conditioning_cached": True},
+                                 fast=True, stream=True),
+    "hifigan_int8": BenchConfig("the fast path with the int8 AR decoder (CPU; lossy: other codes); measured against "
+                                "upstream's api_fast tts, which has no int8", {"decoder": "hifigan", "int8": True,
+                                                                              "latent_cache": False},
+                                fast=True, measured_against="hifigan"),
 }
-DEFAULT_CONFIGS = ("baseline", "kv_cache", "half", "deepspeed", "compile", "all", FASTER_PRESET, "hifigan", "stream")
+DEFAULT_CONFIGS = ("baseline", "kv_cache", "half", "deepspeed", "compile", "all", FASTER_PRESET, "hifigan", "stream",
+                   "stream_cached", "hifigan_int8")
 
 
 # ------------------------------------------------------------------------------------------------- options

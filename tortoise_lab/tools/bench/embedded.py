@@ -8,6 +8,8 @@ before they were its own (``tortoise-lab bench --embedded``).
 
 Both run in this one process on the same text, voice and seed, alternating (previous, defaults, previous, ...) after
 an untimed warm-up of each, so that a busy machine slows both alike; the ratio of their medians is the result.
+Each run is a ``TextToSpeech.stream`` consumed whole: its audio is ``tts``'s exactly, and it also says when the
+first chunk's audio was ready (the time to first audio a player fed by the stream would have).
 The real-time factor is synthesis time (text in, audio out, models already loaded) over the audio's duration; the
 load time is reported apart. The speech is compared with espeak-ng's reading of the same text (when espeak-ng is
 installed): the share of it the model spoke.
@@ -79,12 +81,18 @@ def run_embedded_benchmark(text: str = EMBEDDED_TEXT, preset: str = "fast", repe
     voice = load_voice(EMBEDDED_DEFAULT_VOICE)
     voices = {name: TextToSpeech(models, progress=False) for name, models in sets.items()}
     runs: dict[str, list] = {name: [] for name in CONFIGURATIONS}
+    def speak(name: str):
+        stream = voices[name].stream(text, voice=voice, preset=preset, seed=seed)
+        for _ in stream:  # a player would take each sentence here
+            pass
+        return stream.result
+
     for name in CONFIGURATIONS:  # warm-up: first calls allocate, and fill the voice's latent cache
-        voices[name].tts(text, voice=voice, preset=preset, seed=seed)
+        speak(name)
     for repeat in range(repeats):
         for name in CONFIGURATIONS:
             clock = time.perf_counter()
-            speech = voices[name].tts(text, voice=voice, preset=preset, seed=seed)
+            speech = speak(name)
             runs[name].append((time.perf_counter() - clock, speech))
             log(f"{name}, run {repeat + 1} of {repeats}: {runs[name][-1][0]:.2f} s for {speech.duration:.2f} s")
     espeak_s = _espeak_seconds(text)
@@ -96,9 +104,10 @@ def run_embedded_benchmark(text: str = EMBEDDED_TEXT, preset: str = "fast", repe
         median = statistics.median(seconds for seconds, _ in taken)
         spoken = speech_seconds(speech.wav, OUTPUT_SAMPLE_RATE)
         stages = {stage: round(statistics.median(s.timings.get(stage, 0.0) for _, s in taken), 3)
-                  for stage in speech.timings if stage != "total"}
+                  for stage in speech.timings if stage not in ("total", "first_audio")}
         record["configurations"][name] = {
             "median_s": round(median, 3), "times_s": [round(seconds, 3) for seconds, _ in taken],
+            "first_audio_s": round(statistics.median(s.timings["first_audio"] for _, s in taken), 3),
             "audio_s": round(speech.duration, 3), "rtf": round(median / speech.duration, 3),
             "speech_s": round(spoken, 3), "share_of_espeak": round(spoken / espeak_s, 3) if espeak_s else None,
             "chunks": len(speech.chunks), "samples": speech.settings["num_autoregressive_samples"],
@@ -120,12 +129,13 @@ def run_embedded_benchmark(text: str = EMBEDDED_TEXT, preset: str = "fast", repe
 
 def embedded_table(record: dict) -> str:
     """The two configurations as a markdown table, and the speed-up."""
-    lines = ["| configuration | samples | chunks | median s | audio s | RTF | speech / espeak-ng | stages (median s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| configuration | samples | chunks | median s | first audio s | audio s | RTF | speech / espeak-ng | "
+             "stages (median s) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, c in record["configurations"].items():
         share = "–" if c["share_of_espeak"] is None else f"{c['share_of_espeak']:.2f}"
         stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in c["stages_s"].items())
-        lines.append(f"| {name} | {c['samples']} | {c['chunks']} | {c['median_s']:.2f} | {c['audio_s']:.2f} | "
+        lines.append(f"| {name} | {c['samples']} | {c['chunks']} | {c['median_s']:.2f} | {c['first_audio_s']:.2f} | "
+                     f"{c['audio_s']:.2f} | "
                      f"{c['rtf']:.2f} | {share} | {stages} |")
     lines.append(f"\nDefaults are {record['speedup']:.2f}× as fast as the previous defaults "
                  f"({record['repeats']} alternating runs each, {record['device']}; loading the model: "
