@@ -15,6 +15,7 @@ loads official-size files from the model hub), times each stage by wrapping the 
 prints ``BENCH_RECORD {json}`` as its last line. Nothing here imports tortoise_lab: the two sides meet through files.
 """
 
+import contextlib
 import json
 import resource
 import statistics
@@ -28,7 +29,8 @@ import torch
 warnings.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "parity" / "ref"))
-from _common import randomize_, tame_kernel_predictors_  # noqa: E402  (the parity suite's weight randomizer, shared on purpose)
+# The parity suite's weight randomizer and its CUDA-less HiFiGAN shim, shared on purpose.
+from _common import cuda_means_cpu, randomize_, tame_kernel_predictors_  # noqa: E402
 
 RECORD_PREFIX = "BENCH_RECORD "
 # Files the benchmark needs (a clip voice and no CVVP: the random-voice and CVVP weights are never loaded).
@@ -199,30 +201,6 @@ def run(spec: dict) -> dict:
     return record
 
 
-class CpuMeansCuda:
-    """api_fast's HiFiGAN ends its ``inference`` with ``.to("cuda")``; on a CUDA-less machine let that mean the CPU so
-    the method runs unchanged (as the parity suite does)."""
-
-    def __init__(self, device: torch.device):
-        self.active = device.type != "cuda"
-
-    def __enter__(self):
-        self.plain_to = torch.Tensor.to
-        if self.active:
-            plain_to = self.plain_to
-
-            def to(tensor, *args, **kwargs):
-                if args and args[0] == "cuda":
-                    args = ("cpu",) + args[1:]
-                return plain_to(tensor, *args, **kwargs)
-
-            torch.Tensor.to = to
-        return self
-
-    def __exit__(self, *exc):
-        torch.Tensor.to = self.plain_to
-
-
 def run_fast(spec: dict) -> dict:
     """Time api_fast's ``tts`` (options "api": "fast") or ``tts_stream`` ("stream") on the shared weights.
 
@@ -237,6 +215,7 @@ def run_fast(spec: dict) -> dict:
     from tortoise.utils.tokenizer import VoiceBpeTokenizer
 
     device = torch.device(spec["device"])
+    on_cpu = cuda_means_cpu if device.type != "cuda" else contextlib.nullcontext  # its HiFiGAN's .to("cuda")
     options, settings = spec["options"], dict(spec["settings"])
     codes_wanted = settings.pop("max_generate_length")
     loaded = time.perf_counter()
@@ -285,7 +264,7 @@ def run_fast(spec: dict) -> dict:
     hifigan.inference = inference
     clips = read_clips(spec["clips"])
     if options.get("conditioning_cached"):  # the voice's latent computed once, before timing (as our latent cache)
-        with CpuMeansCuda(device):
+        with on_cpu():
             held = FastTextToSpeech.get_conditioning_latents(tts, clips)
         tts.get_conditioning_latents = timer.wrap("conditioning", lambda samples, return_mels=False: held)
 
@@ -295,7 +274,7 @@ def run_fast(spec: dict) -> dict:
     for _ in range(spec["repeats"]):
         timer.seconds, drawn, decodes[:] = {}, {}, []
         start, first, ready = time.perf_counter(), None, []
-        with CpuMeansCuda(device):
+        with on_cpu():
             if options["api"] == "fast":
                 wav = tts.tts(spec["text"], voice_samples=clips, k=1, verbose=False,
                               use_deterministic_seed=spec["seed"], max_generate_length=codes_wanted, **settings)
@@ -324,8 +303,9 @@ def run_fast(spec: dict) -> dict:
         "impl": "reference", "device": str(device), "times_s": times, "first_audio_times_s": first_audio,
         "stage_times_s": stage_times, "load_s": load_s, "audio_s": wav.numel() / 24000,
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "codes": drawn["codes"],
-        "pieces": pieces, "notes": [], "versions": {"torch": torch.__version__, "tortoise-tts": _version("tortoise-tts"),
-                                                     "transformers": _version("transformers")},
+        "pieces": pieces, "notes": [],
+        "versions": {"torch": torch.__version__, "tortoise-tts": _version("tortoise-tts"),
+                     "transformers": _version("transformers")},
     }
     if device.type == "cuda":
         record["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20

@@ -115,25 +115,15 @@ class TextToSpeech:
         voice = voice or Voice("random")
         seed = draw_seed(seed)
         settings, chain, chunks, decoder, notes = self._start(text, voice, settings)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        timer = StageTimer(self.device)
-        chunk_wavs, all_codes, all_scores = [], [], []
-        with torch.no_grad(), timer.stage("total"):
-            with timer.stage("conditioning"):
-                latents, ar_mels = voice_latents(self.models, voice, generator, want_mels=settings.cvvp_amount > 0,
-                                                 cache=settings.latent_cache,
-                                                 diffusion=chain.decoder.needs_diffusion_latent)
-            for index in tqdm(range(len(chunks)), desc="chunks", disable=not self.progress or len(chunks) == 1,
-                              leave=False):
-                wavs, best, scores = self._say_chunk(chunks, index, seed, latents, ar_mels, settings, chain, decoder,
-                                                     generator, timer, notes, on_step)
-                chunk_wavs.append([w.float().cpu() for w in wavs])
-                all_codes.append(best.cpu())
-                all_scores.append(scores.float().cpu())
-        candidates = [torch.cat([chunk[i] for chunk in chunk_wavs], dim=-1) for i in range(settings.candidates)]
-        return Speech(wav=candidates[0], sample_rate=SAMPLE_RATE, seed=seed, text=text, voice=voice.name,
-                      settings=settings.to_dict(), candidates=candidates, codes=all_codes, scores=all_scores,
-                      chunks=chunks, timings=timer.seconds, model=self.models.description, notes=notes)
+        # The chunk-by-chunk stream, taken whole: one code path for a take and for its stream.
+        stream = SpeechStream(self._stream_chunks(text, voice, seed, settings, chain, chunks, decoder, notes, [],
+                                                  on_step), [])
+        for _ in tqdm(stream, total=len(chunks), desc="chunks", disable=not self.progress or len(chunks) == 1,
+                      leave=False):
+            pass
+        speech = stream.result
+        del speech.timings["first_audio"]  # a whole take's first audio is its end
+        return speech
 
     def _say_chunk(self, chunks, index, seed, latents, ar_mels, settings, chain, decoder, generator, timer, notes,
                    on_step):
@@ -208,9 +198,9 @@ class TextToSpeech:
         return SpeechStream(self._stream(text, voice, seed, settings, chain, chunks, decoder, notes,
                                          (first_chunk_codes, chunk_codes), timeline), timeline)
 
-    def _stream_chunks(self, text, voice, seed, settings, chain, chunks, decoder, notes, timeline):
-        """The generator behind ``stream`` for a chain without incremental decoding: ``tts``'s chunks, each handed
-        out (and logged in ``timeline``) as soon as it is made; returns the ``Speech``, equal to ``tts``'s."""
+    def _stream_chunks(self, text, voice, seed, settings, chain, chunks, decoder, notes, timeline, on_step=None):
+        """The generator behind ``tts`` and behind ``stream`` for a chain without incremental decoding: the chunks,
+        each handed out (and logged in ``timeline``) as soon as it is made; returns the ``Speech``."""
         generator = torch.Generator(device=self.device).manual_seed(seed)
         timer, started, first_audio = StageTimer(self.device), time.perf_counter(), None
         with timer.stage("conditioning"), torch.no_grad():
@@ -222,7 +212,7 @@ class TextToSpeech:
             before = sum(timer.seconds.get(stage, 0.0) for stage in DECODING_STAGES)
             with torch.no_grad():
                 wavs, best, scores = self._say_chunk(chunks, index, seed, latents, ar_mels, settings, chain, decoder,
-                                                     generator, timer, notes, None)
+                                                     generator, timer, notes, on_step)
             chunk_wavs.append([w.float().cpu() for w in wavs])
             all_codes.append(best.cpu())
             all_scores.append(scores.float().cpu())

@@ -6,6 +6,7 @@ These scripts run inside the reference environment (``.venv-ref``: tortoise-tts 
 for. They import nothing from tortoise_lab: the two implementations meet only through files.
 """
 
+import contextlib
 import json
 import math
 import sys
@@ -81,3 +82,19 @@ def tame_kernel_predictors_(model):
             scale = 1 / math.sqrt(predictor.conv_in_channels * predictor.conv_kernel_size)
             predictor.kernel_conv.weight_g.mul_(scale)
             predictor.kernel_conv.bias.mul_(scale)
+
+
+@contextlib.contextmanager
+def cuda_means_cpu():
+    """api_fast's HifiganGenerator.inference ends with ``.to("cuda")``; on a CUDA-less machine let that mean the CPU,
+    so the method itself runs unchanged (its interpolation and its speaker reshaping are part of what is compared)."""
+    plain_to = torch.Tensor.to
+
+    def to(self, *a, **kw):
+        return plain_to(self, *(("cpu",) + a[1:] if a and a[0] == "cuda" else a), **kw)
+
+    torch.Tensor.to = to
+    try:
+        yield
+    finally:
+        torch.Tensor.to = plain_to

@@ -7,11 +7,10 @@ writes: NAME.pth (the randomized state dict as hifidecoder.pth holds it: flat, w
         outputs.safetensors: NAME.features (what inference hands to forward), NAME.pre_tanh, NAME.inference
 """
 
-import contextlib
 import json
 
 import torch
-from _common import randomize_, read_args, read_inputs, save_state, workdir, write_outputs
+from _common import cuda_means_cpu, randomize_, read_args, read_inputs, save_state, workdir, write_outputs
 from tortoise.models.hifigan_decoder import HifiganGenerator
 
 # api_fast.TextToSpeech's constructor arguments for hifidecoder.pth.
@@ -19,24 +18,6 @@ API_FAST = dict(in_channels=1024, out_channels=1, resblock_type="1",
                 resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]], resblock_kernel_sizes=[3, 7, 11],
                 upsample_kernel_sizes=[16, 16, 4, 4], upsample_initial_channel=512, upsample_factors=[8, 8, 2, 2],
                 cond_channels=1024)
-
-
-@contextlib.contextmanager
-def cuda_means_cpu():
-    """HifiganGenerator.inference ends with ``.to("cuda")``; on this CUDA-less machine let that mean the CPU, so the
-    method itself runs unchanged (its interpolation and its speaker reshaping are part of what is compared)."""
-    plain_to = torch.Tensor.to
-
-    def to(self, *args, **kwargs):
-        if args and args[0] == "cuda":
-            args = ("cpu",) + args[1:]
-        return plain_to(self, *args, **kwargs)
-
-    torch.Tensor.to = to
-    try:
-        yield
-    finally:
-        torch.Tensor.to = plain_to
 
 
 args = read_args()

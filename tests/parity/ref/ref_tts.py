@@ -10,10 +10,10 @@ writes: official-style .pth files of every model (hifidecoder.pth too); outputs:
         AR samples it drew) per run
 """
 
-import contextlib
 
 import torch
-from _common import randomize_, read_args, read_inputs, save_state, tame_kernel_predictors_, write_outputs
+from _common import (cuda_means_cpu, randomize_, read_args, read_inputs, save_state, tame_kernel_predictors_,
+                     write_outputs)
 from tortoise.api import TextToSpeech
 from tortoise.api_fast import TextToSpeech as FastTextToSpeech
 from tortoise.models.hifigan_decoder import HifiganGenerator
@@ -96,21 +96,6 @@ for run in args["runs"]:
     outputs[f"{run['name']}_wav"] = wav.reshape(1, -1)
     outputs[f"{run['name']}_codes"] = chosen.pop("codes")
     outputs[f"{run['name']}_drawn"] = torch.tensor([drawn["rows"]])
-
-
-@contextlib.contextmanager
-def cuda_means_cpu():
-    """HifiganGenerator.inference ends with ``.to("cuda")``; on this CUDA-less machine let that mean the CPU."""
-    plain_to = torch.Tensor.to
-
-    def to(self, *a, **kw):
-        return plain_to(self, *(("cpu",) + a[1:] if a and a[0] == "cuda" else a), **kw)
-
-    torch.Tensor.to = to
-    try:
-        yield
-    finally:
-        torch.Tensor.to = plain_to
 
 
 # api_fast's TextToSpeech around the same AR model, its HiFiGAN and its random-voice generator (built by hand too).
