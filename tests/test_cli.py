@@ -453,7 +453,8 @@ def test_compare_prints_the_measures_and_writes_json_and_a_plot(capsys, tmp_path
     assert run("compare", "a.wav", "b.wav") == 0
     printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
     assert set(printed) == {"log_mel_distance", "mcd_db", "duration_a_s", "duration_b_s", "duration_difference_s",
-                            "snr_db", "identical"}
+                            "snr_db", "identical", "speaker_similarity"}
+    assert -1 <= float(printed["speaker_similarity"]) <= 1
     assert (printed["duration_difference_s"], printed["identical"]) == ("0.1000", "False")
     assert float(printed["mcd_db"]) > 0 and float(printed["log_mel_distance"]) > 0
     # --json writes the same measures; --plot a PNG of both spectrograms.
@@ -474,17 +475,27 @@ def test_assets_says_where_they_are_and_refuses_an_archive_that_is_not_the_pinne
     (home / "assets").mkdir(parents=True)
     for name in ("tokenizer.json", "mel_norms.pth"):
         (home / "assets" / name).write_text(f"{name} as unpacked before\n")
+    (home / "speaker_encoder").mkdir()
+    (home / "speaker_encoder" / "pretrained.pt").write_text("fetched before\n")
     monkeypatch.setenv("TORTOISE_LAB_HOME", str(home))
     monkeypatch.setattr(assets, "_download_sdist", lambda into: pytest.fail("nothing is downloaded"))
+    monkeypatch.setattr(assets, "_download_speaker_wheel", lambda into: pytest.fail("nothing is downloaded"))
     assert run("assets") == 0
-    assert f"are in {home / 'assets'}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"are in {home / 'assets'}" in out and f"is {home / 'speaker_encoder' / 'pretrained.pt'}" in out
     # An archive named on the command line is checked even so: one that is not the pinned release is refused.
     (tmp_path / "tortoise-tts-3.0.0.tar.gz").write_bytes(b"not the release\n")
     rc = run("assets", "--sdist", "tortoise-tts-3.0.0.tar.gz")
     _one_line_error(capsys, 3, rc, "tortoise-tts-3.0.0.tar.gz has sha256", assets.SDIST_SHA256, "not the tortoise")
+    # So is a speaker-encoder wheel: the one fetched before stays.
+    (tmp_path / assets.SPEAKER_WHEEL).write_bytes(b"not the wheel\n")
+    rc = run("assets", "--speaker-wheel", assets.SPEAKER_WHEEL)
+    _one_line_error(capsys, 3, rc, f"{assets.SPEAKER_WHEEL} has sha256", assets.SPEAKER_WHEEL_SHA256, "not the")
     assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == [
-        "assets", "assets/mel_norms.pth", "assets/tokenizer.json"]  # the unpacked assets as they were
+        "assets", "assets/mel_norms.pth", "assets/tokenizer.json", "speaker_encoder",
+        "speaker_encoder/pretrained.pt"]  # the unpacked assets as they were
     assert (home / "assets" / "tokenizer.json").read_text() == "tokenizer.json as unpacked before\n"
+    assert (home / "speaker_encoder" / "pretrained.pt").read_text() == "fetched before\n"
 
 
 TWO_CHUNKS = "One chunk is here. | Another one is there."
@@ -546,6 +557,22 @@ def test_read_after_the_text_is_edited_redoes_only_the_changed_chunk(capsys, tmp
     assert read_json(folder / "2.json")["text"] == "Then comes a new third."
     assert [c["text"] for c in read_json(folder / "manifest.json")["chunks"]] == edited
     assert (folder / "combined.wav").read_bytes() != combined  # joined again, with the new chunk 2
+
+
+def test_compare_says_how_much_each_file_sounds_like_a_voice(capsys, tmp_path, monkeypatch):
+    from tortoise_lab.assets import builtin_voices_dir
+    from tortoise_lab.voices import load_voice
+
+    monkeypatch.setattr(voices, "voice_dirs", lambda extra=None: [builtin_voices_dir()])  # the real built-in voices
+    for name, voice in (("tom.wav", "tom"), ("emma.wav", "emma")):
+        soundfile.write(str(tmp_path / name), load_voice(voice).clips[0][0].numpy(), 22_050)
+    assert run("compare", "tom.wav", "emma.wav", "--voice", "tom") == 0
+    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert float(printed["speaker_similarity"]) < 0.8  # two speakers
+    # tom's own clip (one of the voice's) sounds like tom, emma's does not, under both measures
+    assert float(printed["a_voice_encoder"]) > 0.9 > float(printed["b_voice_encoder"])
+    assert float(printed["a_voice_mfcc"]) > float(printed["b_voice_mfcc"])
+    _one_line_error(capsys, 2, run("compare", "tom.wav", "emma.wav", "--voice", "nobody"), "Unknown voice 'nobody'")
 
 
 def test_compare_of_identical_audio_writes_valid_json_and_its_plot_atomically(capsys, tmp_path):

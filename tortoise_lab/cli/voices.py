@@ -69,15 +69,44 @@ def cmd_voices_match(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CliError(flag_names(str(error))) from None
     tts = TextToSpeech(chosen.models, progress=not args.quiet)
-    results = match_seeds(tts, voice, args.text, seeds, out_dir, settings=settings)
-    csv_path, md_path = write_table(results, out_dir)
+    try:
+        ranking = match_seeds(tts, voice, args.text, seeds, out_dir, settings=settings, rank_by=args.rank_by)
+    except ValueError as error:  # CVVP asked for where the model set has none
+        raise CliError(str(error)) from None
+    csv_path, md_path = write_table(ranking, out_dir)
     print(md_path.read_text(), end="")
-    measure = "CVVP" if results[0].cvvp is not None else "MFCC-statistics similarity"
-    print(f"ranked by {measure}; best seed {results[0].seed}; WAVs and ranking.csv/.md in {out_dir}")
+    print(f"WAVs and ranking.csv/.md in {out_dir}")
+    return 0
+
+
+def cmd_voices_similarity(args: argparse.Namespace) -> int:
+    from tortoise_lab.assets import builtin_voices_dir
+    from tortoise_lab.voices import load_voice
+    from tortoise_lab.voices.similarity import MEASURES, SimilarityUnavailable, measure, separation
+
+    check_voice_dirs(args.voices_dir)
+    names = args.names or sorted(p.name for p in builtin_voices_dir().iterdir() if p.is_dir())
+    voices = [v for v in (load_voice(name, args.voices_dir) for name in names) if len(v.clips) >= 2]
+    if len(voices) < 2:
+        raise CliError("Name at least two voices with two clips or more each (or fetch the built-in ones with "
+                       "`tortoise-lab assets`).")
+    print(f"{len(voices)} voices, {sum(len(v.clips) for v in voices)} clips")
+    print("| measure | same voice: mean, min | different voices: mean, max | clips nearest their own voice |")
+    print("|---|---|---|---|")
+    for name in ([args.measure] if args.measure else MEASURES):
+        try:
+            found = separation(voices, measure(name))
+        except SimilarityUnavailable as error:
+            raise CliError(str(error)) from None
+        print(f"| {name} | {found.same_mean:.3f}, {found.same_min:.3f} | {found.different_mean:.3f}, "
+              f"{found.different_max:.3f} | {found.nearest_own:.0%} ({found.clips - len(found.misplaced)} of "
+              f"{found.clips}) |")
     return 0
 
 
 def add_parser(verbs) -> None:
+    from tortoise_lab.voices.seed_search import RANKINGS
+
     voices = verbs.add_parser("voices", help="list, prepare and match voices")
     actions = voices.add_subparsers(dest="voices_verb", required=True, metavar="ACTION")
     extra = dict(action="append", default=None, metavar="DIR", help="a folder of extra voices, searched first")
@@ -97,11 +126,23 @@ def add_parser(verbs) -> None:
                          help="replace an existing voice of that name")
     prepare.set_defaults(run=cmd_voices_prepare)
 
+    similar = actions.add_parser("similarity", help="how well each similarity measure tells the voices' speakers "
+                                                    "apart, clip by clip")
+    similar.add_argument("names", nargs="*", metavar="NAME", help="voices with two clips or more (default: the built-in "
+                                                                  "voices)")
+    similar.add_argument("--measure", choices=("encoder", "mfcc"), default=None, help="only this measure")
+    similar.add_argument("-V", "--voices-dir", **extra)
+    similar.set_defaults(run=cmd_voices_similarity)
+
     match = actions.add_parser("match", help="synthesise with several seeds and rank them by likeness to the voice")
     match.add_argument("name", metavar="NAME", help="a clip voice")
     match.add_argument("--text", required=True, help="what to say")
     match.add_argument("--seeds", default="1-20", help="seeds to try, like 1-20 or 3,7,9 (default: 1-20)")
     match.add_argument("-V", "--voices-dir", **extra)
+    match.add_argument("--rank-by", choices=RANKINGS, default="encoder",
+                       help="the measure that orders the takes: encoder (speaker-encoder similarity; mfcc where its "
+                            "weights are missing), mfcc (MFCC statistics) or cvvp (needs its weights); the table "
+                            "shows every measure that ran (default: encoder)")
     match.add_argument("-p", "--preset", default="ultra_fast", help="preset for each take (default: ultra_fast)")
     match.add_argument("-O", "--output-dir", default=DEFAULT_MATCH_DIR, metavar="DIR",
                        help=f"WAVs and the ranking go to DIR/NAME (default: {DEFAULT_MATCH_DIR})")

@@ -12,6 +12,9 @@
   below it ~2 dB (tests/test_compare.py).
 * ``duration difference`` in seconds, and ``snr_db`` of b against a where both have the same length (identical
   audio gives infinity).
+* ``speaker_similarity`` (when asked for): do a and b sound like one speaker? The cosine of their speaker-encoder
+  d-vectors (``voices.similarity``; 1 for the same recording, ~0.9 for two clips of one speaker, ~0.57 on average
+  for two speakers of the built-in voices).
 
 All measures work on 24 kHz mono; other rates are resampled first.
 
@@ -76,6 +79,7 @@ class Comparison:
     duration_difference_s: float
     snr_db: float | None  # None when the lengths differ (not sample-aligned)
     identical: bool
+    speaker_similarity: float | None = None  # speaker-encoder cosine of a and b; None when not measured
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -295,8 +299,9 @@ def snr_db(reference: torch.Tensor, other: torch.Tensor) -> float | None:
 
 
 def compare_waveforms(a: torch.Tensor, b: torch.Tensor, sample_rate: int = OUTPUT_SAMPLE_RATE,
-                      sample_rate_b: int | None = None) -> Comparison:
-    """All measures between two waveforms ((N,) or (1, N))."""
+                      sample_rate_b: int | None = None, speaker: bool = False) -> Comparison:
+    """All measures between two waveforms ((N,) or (1, N)); ``speaker`` adds the speaker-encoder similarity
+    (``similarity.SimilarityUnavailable`` where its weights are missing)."""
     a, b = _mono_24k(a, sample_rate), _mono_24k(b, sample_rate_b or sample_rate)
     spectra_a, spectra_b = _mel_and_cepstra(a), _mel_and_cepstra(b)  # ((100, T) log mel, (T, 25) mel-cepstra) each
     duration_a, duration_b = a.shape[-1] / OUTPUT_SAMPLE_RATE, b.shape[-1] / OUTPUT_SAMPLE_RATE
@@ -308,7 +313,15 @@ def compare_waveforms(a: torch.Tensor, b: torch.Tensor, sample_rate: int = OUTPU
         duration_difference_s=duration_b - duration_a,
         snr_db=snr_db(a, b),
         identical=bool(a.shape == b.shape and torch.equal(a, b)),
+        speaker_similarity=_speaker_similarity(a, b) if speaker else None,
     )
+
+
+def _speaker_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
+    from tortoise_lab.voices.similarity import cosine, measure
+
+    encoder = measure("encoder")
+    return cosine(encoder.embed(a, OUTPUT_SAMPLE_RATE), encoder.embed(b, OUTPUT_SAMPLE_RATE))
 
 
 def compare_files(path_a: str | Path, path_b: str | Path) -> Comparison:

@@ -47,12 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "Train the embedded TorToiSe-shaped model (resumable: re-run the same command to continue). "
                             "Also: `decoders` (train and compare a diffusion decoder and a UnivNet vocoder), "
                             "`crosseval` (evaluate a model set on another run's test sentences), `profile` (record a "
-                            "set's speech profile in its manifest), `samples` (quality against AR samples drawn) and `vqvae` (a VQ-VAE quantiser measured against "
+                            "set's speech profile in its manifest), `samples` (quality against AR samples drawn), "
+                            "`paragraphs` (the paragraph test) and `vqvae` (a VQ-VAE quantiser measured against "
                             "k-means); each has --help.")
 
 
 # Further training commands, reached as `python -m tortoise_lab.train NAME ...` (or `tortoise-lab train NAME ...`).
-SUBCOMMANDS = {name: f"tortoise_lab.train.experiments.{name}" for name in ("decoders", "crosseval", "vqvae", "profile", "samples")}
+SUBCOMMANDS = {name: f"tortoise_lab.train.experiments.{name}" for name in ("decoders", "crosseval", "vqvae", "profile", "samples",
+                                                                              "paragraphs")}
 
 
 def main(argv: list[str] | None = None) -> int:

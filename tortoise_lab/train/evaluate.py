@@ -13,7 +13,9 @@ Per held-out utterance, with greedy decoding and the voice's conditioning clips:
 * **speaker identification** (a listen-proxy for "does it sound like the voice it was given?"): the share of
   outputs whose mel-cepstral statistics (``voice_profile``) are nearest to their own speaker's, among the pooled
   renderings of every evaluated speaker (leaving the item itself out); its **ceiling** is the same test on the
-  rendering's own codes decoded.
+  rendering's own codes decoded. With a speaker encoder given (``voices.similarity``), the same test is also made
+  with its d-vectors of the audio (the mel through Griffin-Lim; the renderings as they are): ``speaker_accuracy_encoder``
+  and ``speaker_ceiling_encoder``.
 
 All distances are on the 100-band 24 kHz UnivNet log mel (``quantizer.code_mel``), natural-log units.
 """
@@ -36,7 +38,7 @@ from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel
 
 __all__ = ["dtw_log_mel_distance", "stop_token_rate", "length_ratio", "swap_one_word",
            "closer_to_right", "voice_profile", "nearest_voice", "UtteranceResult", "EvalSummary", "evaluate_ar",
-           "evaluate_decoders", "MelDecoder", "summarize"]
+           "evaluate_decoders", "MelDecoder", "Draw", "whole_text_draw", "summarize"]
 
 MIN_SWAP_WORD_LENGTH = 3  # words shorter than this ("a", "of") are not swapped: changing them is barely audible
 
@@ -102,6 +104,9 @@ class UtteranceResult:
     # Listen-proxy: is the output's voice (mel-cepstral statistics) nearest to its own speaker's among all speakers'?
     speaker_correct: bool | None = None  # None when there is no other speaker to tell it from
     speaker_ceiling_correct: bool | None = None  # the same for its rendering's own codes decoded
+    # The same two, by the speaker encoder's d-vectors (None when no encoder was given)
+    encoder_speaker_correct: bool | None = None
+    encoder_speaker_ceiling_correct: bool | None = None
 
     @property
     def length_ratio(self) -> float:
@@ -120,6 +125,8 @@ class EvalSummary:
     swap_accuracy: float
     speaker_accuracy: float = float("nan")
     speaker_ceiling: float = float("nan")
+    speaker_accuracy_encoder: float = float("nan")
+    speaker_ceiling_encoder: float = float("nan")
     per_split: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -142,6 +149,8 @@ def _split_summary(results: list[UtteranceResult]) -> dict[str, float]:
         "swap_accuracy": float(np.mean(swaps)) if swaps else float("nan"),
         "speaker_accuracy": _share([r.speaker_correct for r in results]),
         "speaker_ceiling": _share([r.speaker_ceiling_correct for r in results]),
+        "speaker_accuracy_encoder": _share([r.encoder_speaker_correct for r in results]),
+        "speaker_ceiling_encoder": _share([r.encoder_speaker_ceiling_correct for r in results]),
     }
 
 
@@ -177,6 +186,15 @@ def _speaker_profiles(items: list[dict], mels: list[torch.Tensor], leave_out: in
     return {voice: voice_profile(torch.cat(parts, dim=1)) for voice, parts in pooled.items()}
 
 
+def _encoder_voices(items: list[dict], vectors: list[torch.Tensor], leave_out: int) -> dict[str, np.ndarray]:
+    """Per voice, the normalised mean d-vector of its renderings but item ``leave_out``."""
+    pooled: dict[str, list[torch.Tensor]] = {}
+    for j, item in enumerate(items):
+        if j != leave_out:
+            pooled.setdefault(item["voice"], []).append(vectors[j])
+    return {voice: torch.stack(parts).mean(0).numpy() for voice, parts in pooled.items()}
+
+
 def summarize(results: list[UtteranceResult]) -> EvalSummary:
     overall = _split_summary(results)
     splits = sorted({r.split for r in results})
@@ -184,44 +202,67 @@ def summarize(results: list[UtteranceResult]) -> EvalSummary:
 
 
 MelDecoder = Callable[[torch.Tensor, dict], torch.Tensor]  # (codes (L,), item) -> (100, frames) log mel
+# (model, cond_latent (1, C), text, max codes) -> ((L,) codes, whether the stop code came): how an item is spoken
+Draw = Callable[[UnifiedVoice, torch.Tensor, str, int], tuple[torch.Tensor, bool]]
+
+
+def whole_text_draw(tokenizer: Tokenizer) -> Draw:
+    """Greedy codes for an item's whole text in one prompt (the sentence test)."""
+    def draw(model: UnifiedVoice, cond_latent: torch.Tensor, text: str, max_codes: int):
+        return draw_until_stop(model, cond_latent, tokenizer.model_ids(text).unsqueeze(0), max_codes)
+
+    return draw
 
 
 @torch.no_grad()
 def evaluate_ar(model: UnifiedVoice, quantizer: KMeansQuantizer, items: list[dict], cond_mels: dict[str, torch.Tensor],
                 speak: Callable[[str, str], torch.Tensor] | None, vocabulary: list[str], seed: int = 0,
-                tokenizer: Tokenizer | None = None, progress: bool = False) -> list[UtteranceResult]:
+                tokenizer: Tokenizer | None = None, progress: bool = False,
+                draw: Draw | None = None, speaker_encoder=None) -> list[UtteranceResult]:
     """Decode each item greedily and measure it, with the code book as the mel decoder.
 
     items: dicts with "text", "split", "voice" and "wav" ((1, N) 22.05 kHz rendering). cond_mels: voice ->
     (clips, 80, 517) conditioning mels. ``speak(text, voice)`` renders the word-swapped sentence (None: no swap
-    test). The baseline pairs each item with the next item of the same voice.
+    test). The baseline pairs each item with the next item of the same voice. ``draw``: how a text becomes codes
+    (default: greedy, the whole text in one prompt). ``speaker_encoder`` (a ``voices.similarity`` measure) adds
+    the speaker test by d-vectors.
     """
     decoders = {"codebook": lambda codes, item: quantizer.decode(codes)}
     return evaluate_decoders(model, quantizer, items, cond_mels, speak, vocabulary, decoders, seed, tokenizer,
-                             progress)["codebook"]
+                             progress, draw, speaker_encoder)["codebook"]
 
 
 @torch.no_grad()
 def evaluate_decoders(model: UnifiedVoice, quantizer: KMeansQuantizer, items: list[dict],
                       cond_mels: dict[str, torch.Tensor], speak: Callable[[str, str], torch.Tensor] | None,
                       vocabulary: list[str], decoders: dict[str, MelDecoder], seed: int = 0,
-                      tokenizer: Tokenizer | None = None, progress: bool = False) -> dict[str, list[UtteranceResult]]:
+                      tokenizer: Tokenizer | None = None, progress: bool = False,
+                      draw: Draw | None = None, speaker_encoder=None) -> dict[str, list[UtteranceResult]]:
     """``evaluate_ar`` for several ways of turning codes into a mel, on the same decoded codes and the same
     word-swap renderings: decoder name -> its results. A decoder's ceiling is that decoder applied to the
-    rendering's own codes. ``quantizer`` gives the rendering's codes (and its length in codes)."""
+    rendering's own codes. ``quantizer`` gives the rendering's codes (and its length in codes). ``draw`` says how
+    an item's text becomes codes (default: ``whole_text_draw``, greedy, the text in one prompt)."""
     from tqdm.auto import tqdm
 
     tokenizer = tokenizer or Tokenizer()
+    draw = draw or whole_text_draw(tokenizer)
     rng = random.Random(seed)
     model.eval()
     reference_mels = [code_mel(item["wav"]) for item in items]
+    if speaker_encoder is not None:
+        from tortoise_lab.audio import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE
+        from tortoise_lab.models.griffin_lim import griffin_lim
+
+        reference_vectors = [speaker_encoder.embed(item["wav"], INPUT_SAMPLE_RATE) for item in items]
+
+        def encoder_voice(mel: torch.Tensor, voices: dict[str, np.ndarray]) -> str:
+            return nearest_voice(speaker_encoder.embed(griffin_lim(mel), OUTPUT_SAMPLE_RATE).numpy(), voices)
     results: dict[str, list[UtteranceResult]] = {name: [] for name in decoders}
     for k, item in enumerate(tqdm(items, desc="evaluating", disable=not progress)):
         reference = reference_mels[k]
         reference_codes = quantizer.encode(reference)
         cond_latent = model.conditioning_latent(cond_mels[item["voice"]].float().unsqueeze(0))  # (1, C)
-        tokens = tokenizer.model_ids(item["text"]).unsqueeze(0)
-        codes, stopped = draw_until_stop(model, cond_latent, tokens, 2 * len(reference_codes) + 20)
+        codes, stopped = draw(model, cond_latent, item["text"], 2 * len(reference_codes) + 20)
         same_voice = [j for j in range(len(items)) if items[j]["voice"] == item["voice"] and j != k]
         other = next((j for j in same_voice if j > k), same_voice[0]) if same_voice else (k + 1) % len(items)
         baseline = dtw_log_mel_distance(reference_mels[other], reference) if len(items) > 1 else float("nan")
@@ -230,6 +271,7 @@ def evaluate_decoders(model: UnifiedVoice, quantizer: KMeansQuantizer, items: li
             swapped = code_mel(speak(swap_one_word(item["text"], rng, vocabulary), item["voice"]))
         profiles = _speaker_profiles(items, reference_mels, leave_out=k)
         tell_speakers = len(profiles) > 1 and item["voice"] in profiles
+        encoder_voices = _encoder_voices(items, reference_vectors, k) if speaker_encoder is not None else None
         for name, decode in decoders.items():
             generated = decode(codes, item) if len(codes) else reference[:, :0]
             ceiling_mel = decode(reference_codes, item)
@@ -238,11 +280,17 @@ def evaluate_decoders(model: UnifiedVoice, quantizer: KMeansQuantizer, items: li
                 speaker_ceiling_correct = nearest_voice(voice_profile(ceiling_mel), profiles) == item["voice"]
                 if len(codes):
                     speaker_correct = nearest_voice(voice_profile(generated), profiles) == item["voice"]
+            encoder_correct = encoder_ceiling_correct = None
+            if tell_speakers and encoder_voices is not None:
+                encoder_ceiling_correct = encoder_voice(ceiling_mel, encoder_voices) == item["voice"]
+                if len(codes):
+                    encoder_correct = encoder_voice(generated, encoder_voices) == item["voice"]
             results[name].append(UtteranceResult(
                 text=item["text"], split=item["split"], voice=item["voice"], stopped=stopped,
                 generated_codes=len(codes), reference_codes=len(reference_codes),
                 distance=dtw_log_mel_distance(generated, reference), baseline=baseline,
                 ceiling=dtw_log_mel_distance(ceiling_mel, reference),
                 swap_correct=closer_to_right(generated, reference, swapped) if swapped is not None else None,
-                speaker_correct=speaker_correct, speaker_ceiling_correct=speaker_ceiling_correct))
+                speaker_correct=speaker_correct, speaker_ceiling_correct=speaker_ceiling_correct,
+                encoder_speaker_correct=encoder_correct, encoder_speaker_ceiling_correct=encoder_ceiling_correct))
     return results

@@ -285,12 +285,25 @@ def evaluation_items(config: TrainConfig, corpus, cond_pool: dict[int, torch.Ten
     return items, cond, speak
 
 
+def speaker_encoder():
+    """The speaker encoder for the evaluation's second speaker test, or None (with a warning) where it cannot run."""
+    import warnings
+
+    from tortoise_lab.voices.similarity import SimilarityUnavailable, measure
+
+    try:
+        return measure("encoder")
+    except SimilarityUnavailable as error:
+        warnings.warn(f"{error} The speaker test by d-vectors is left out.", stacklevel=2)
+        return None
+
+
 def evaluate_run(config: TrainConfig, model: UnifiedVoice, quantizer: KMeansQuantizer, corpus,
                  cond_pool: dict[int, torch.Tensor], cond_clips: int, tokenizer: Tokenizer) -> dict:
     """The held-out measures of ``model`` (with its own ``quantizer``) on ``evaluation_items``."""
     items, cond, speak = evaluation_items(config, corpus, cond_pool, cond_clips)
     results = evaluate_ar(model, quantizer, items, cond, speak, NOUNS + ADJECTIVES, seed=config.seed,
-                          tokenizer=tokenizer, progress=config.progress)
+                          tokenizer=tokenizer, progress=config.progress, speaker_encoder=speaker_encoder())
     return {"summary": summarize(results).to_dict(),
             "utterances": [dict(dataclasses.asdict(r), length_ratio=r.length_ratio) for r in results]}
 
