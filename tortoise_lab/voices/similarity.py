@@ -93,11 +93,15 @@ class MfccMeasure(SpeakerMeasure):
         return mfcc_statistics(torch.cat([c.reshape(1, -1) for c in clips], dim=-1), INPUT_SAMPLE_RATE)
 
 
+PCM_MAX = 2 ** 15 - 1
+
+
 def _loudness_raised(wav: np.ndarray) -> np.ndarray:
-    """``wav`` raised to ``TARGET_DBFS`` when it is quieter (never lowered)."""
-    rms = np.sqrt(np.mean(np.square(wav * 32767.0)))
-    change = TARGET_DBFS - 20 * np.log10(max(rms, 1e-9) / 32767.0)
-    return wav * 10 ** (change / 20) if change > 0 else wav
+    """(N,) float32 ``wav`` raised to ``TARGET_DBFS`` when it is quieter (never lowered); float32 arithmetic, as the
+    encoder's own preparation does it."""
+    rms = np.sqrt(np.mean((wav * PCM_MAX) ** 2))
+    change = TARGET_DBFS - 20 * np.log10(max(rms, np.float32(1e-9)) / PCM_MAX)
+    return wav * (10 ** (change / 20)) if change > 0 else wav
 
 
 def _long_pauses_cut(wav: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -107,7 +111,7 @@ def _long_pauses_cut(wav: np.ndarray, sample_rate: int) -> np.ndarray:
 
     window = VAD_WINDOW_MS * sample_rate // 1000
     wav = wav[:len(wav) - len(wav) % window]
-    pcm = np.round(wav * 32767.0).astype("<i2").tobytes()
+    pcm = np.round(wav * PCM_MAX).astype("<i2").tobytes()
     detector = webrtcvad.Vad(VAD_MODE)
     flags = np.array([detector.is_speech(pcm[2 * start:2 * (start + window)], sample_rate)
                       for start in range(0, len(wav), window)], dtype=float)
@@ -146,9 +150,8 @@ class EncoderMeasure(SpeakerMeasure):
     def prepare(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """(1, N) audio at any rate -> (N',) float32 at 16 kHz, raised to -30 dBFS if quieter, long pauses cut."""
         rate = self.model.config.sample_rate
-        samples = resample(wav.reshape(1, -1).float().cpu(), sample_rate, rate)[0].numpy().astype(np.float64)
-        samples = _long_pauses_cut(_loudness_raised(samples), rate)
-        return torch.from_numpy(samples.astype(np.float32))
+        samples = resample(wav.reshape(1, -1).float().cpu(), sample_rate, rate)[0].numpy()  # float32
+        return torch.from_numpy(_long_pauses_cut(_loudness_raised(samples), rate).astype(np.float32))
 
     def embed(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
         prepared = self.prepare(wav, sample_rate)
