@@ -122,7 +122,7 @@ def test_the_fetched_weights_are_the_pinned_ones_and_load_strictly(tmp_path):
     from tortoise_lab.checkpoints import CheckpointError, load_weights
     from tortoise_lab.models.speaker_encoder import SpeakerEncoder
 
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location="cpu")  # saved from a GPU
     state["model_state"]["lstm.extra"] = torch.zeros(1)
     torch.save(state, tmp_path / "extra.pt")
     with pytest.raises(CheckpointError, match="lstm.extra"):

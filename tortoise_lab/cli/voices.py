@@ -141,7 +141,7 @@ def add_parser(verbs) -> None:
     match.add_argument("-V", "--voices-dir", **extra)
     match.add_argument("--rank-by", choices=RANKINGS, default="encoder",
                        help="the measure that orders the takes: encoder (speaker-encoder similarity; mfcc where its "
-                            "weights are missing), mfcc (MFCC statistics) or cvvp (needs its weights); the table "
+                            "weights are missing), mfcc (MFCC statistics) or cvvp (official weights only); the table "
                             "shows every measure that ran (default: encoder)")
     match.add_argument("-p", "--preset", default="ultra_fast", help="preset for each take (default: ultra_fast)")
     match.add_argument("-O", "--output-dir", default=DEFAULT_MATCH_DIR, metavar="DIR",

@@ -24,6 +24,8 @@ from torch import nn
 
 __all__ = ["SpeakerEncoderConfig", "SpeakerEncoder", "encoder_mel", "partial_starts"]
 
+PARTIALS_AT_ONCE = 32  # partials through the LSTM in one batch (a 5-minute recording has ~390)
+
 
 @dataclass(frozen=True)
 class SpeakerEncoderConfig:
@@ -91,6 +93,9 @@ class SpeakerEncoder(nn.Module):
         end = (starts[-1] + config.partial_frames) * config.hop
         wav = F.pad(wav.reshape(-1).float(), (0, max(0, end - wav.numel())))
         mel = encoder_mel(wav, config)  # (frames, 40)
-        partials = torch.stack([mel[s:s + config.partial_frames] for s in starts])  # (P, 160, 40)
-        mean = self(partials.to(self.linear.weight.device)).mean(dim=0)
-        return (mean / mean.norm()).cpu()
+        total = torch.zeros(config.embedding, device=self.linear.weight.device)
+        for first in range(0, len(starts), PARTIALS_AT_ONCE):  # a bounded batch: long recordings stay in memory
+            partials = torch.stack([mel[s:s + config.partial_frames]
+                                    for s in starts[first:first + PARTIALS_AT_ONCE]])  # (P, 160, 40)
+            total += self(partials.to(total.device)).sum(dim=0)
+        return (total / total.norm()).cpu()  # the mean's direction

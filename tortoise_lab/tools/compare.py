@@ -13,8 +13,8 @@
 * ``duration difference`` in seconds, and ``snr_db`` of b against a where both have the same length (identical
   audio gives infinity).
 * ``speaker_similarity`` (when asked for): do a and b sound like one speaker? The cosine of their speaker-encoder
-  d-vectors (``voices.similarity``; 1 for the same recording, ~0.9 for two clips of one speaker, ~0.57 on average
-  for two speakers of the built-in voices).
+  d-vectors (``voices.similarity``, from each file's first minute; 1 for the same recording, ~0.9 for two clips of
+  one speaker, ~0.57 on average for two speakers of the built-in voices).
 
 All measures work on 24 kHz mono; other rates are resampled first.
 
@@ -83,6 +83,8 @@ class Comparison:
 
     def to_dict(self) -> dict:
         values = asdict(self)
+        if values["speaker_similarity"] is None:  # not measured: not a measure of this comparison
+            del values["speaker_similarity"]
         if values["snr_db"] is not None and math.isinf(values["snr_db"]):
             values["snr_db"] = "inf"
         return values

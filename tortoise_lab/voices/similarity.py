@@ -3,7 +3,8 @@
 * **encoder** (the default): the cosine of GE2E speaker-encoder d-vectors (``models.speaker_encoder``, Resemblyzer
   0.1.4's weights, fetched by ``tortoise-lab assets``). Audio is prepared as the encoder was trained: 16 kHz, quiet
   recordings raised to -30 dBFS, pauses longer than about 0.2 s cut (WebRTC's voice-activity detector, from the
-  ``webrtcvad-wheels`` package). A voice's vector is the normalised mean of its clips' vectors.
+  ``webrtcvad-wheels`` package). A voice's vector is the normalised mean of its clips' vectors; of a longer
+  recording the encoder hears the first minute (``ENCODER_MAX_SECONDS``).
 * **mfcc**: the cosine of [mean, std] of MFCCs 1-19 over the voiced frames, the clips pooled. It needs nothing but
   torchaudio; it reacts to the recording channel (microphone, room) as much as to the speaker, so it separates
   speakers far less well (the README measures both on the built-in voices).
@@ -41,6 +42,9 @@ VAD_WINDOW_MS = 30  # WebRTC VAD frames
 VAD_SMOOTHING = 8  # frames in the moving average of the speech flags
 VAD_MAX_SILENCE = 6  # frames of silence kept around speech (the flags are dilated by this)
 VAD_MODE = 3  # the detector's most aggressive setting
+# The encoder hears at most a recording's first minute: a speaker's d-vector settles within seconds of speech, and
+# preparing five minutes at once would hold ~200 MB more (tests/test_compare.py bounds a 5-minute comparison).
+ENCODER_MAX_SECONDS = 60
 
 # The MFCC statistics.
 N_MFCC = 20  # coefficient 0 (loudness) is dropped, 1..19 kept
@@ -154,6 +158,7 @@ class EncoderMeasure(SpeakerMeasure):
         return torch.from_numpy(_long_pauses_cut(_loudness_raised(samples), rate).astype(np.float32))
 
     def embed(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        wav = wav.reshape(1, -1)[:, :ENCODER_MAX_SECONDS * sample_rate]
         prepared = self.prepare(wav, sample_rate)
         if prepared.numel() == 0:  # the detector heard no speech at all: embed the audio as it is
             prepared = resample(wav.reshape(1, -1).float().cpu(), sample_rate, self.model.config.sample_rate)[0]
