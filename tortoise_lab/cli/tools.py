@@ -131,7 +131,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tortoise_lab.config import OUTPUT_SAMPLE_RATE
     from tortoise_lab.files import write_json
     from tortoise_lab.tools.compare import compare_waveforms, plot_comparison
-    from tortoise_lab.voices.similarity import SimilarityUnavailable
+    from tortoise_lab.voices.similarity import SimilarityUnavailable, measure
 
     if args.json:
         check_output_file(args.json, "--json")
@@ -148,11 +148,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _comparable(args.b, b)
     for warning in caught:
         note(str(warning.message))
-    try:
-        values = compare_waveforms(a, b, speaker=True).to_dict()
-    except SimilarityUnavailable as error:  # every other measure still stands
+    try:  # decided before any measuring: without the encoder every other measure still stands
+        measure("encoder")
+        speaker = True
+    except SimilarityUnavailable as error:
         note(str(error))
-        values = compare_waveforms(a, b).to_dict()
+        speaker = False
+    values = compare_waveforms(a, b, speaker=speaker).to_dict()
     if args.voice:
         values.update(_likeness_to_voice(args.voice, {"a": a, "b": b}))
     for name, value in values.items():

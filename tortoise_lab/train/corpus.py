@@ -35,7 +35,7 @@ from tortoise_lab.files import atomic_path
 from tortoise_lab.train.sentences import Sentences
 
 __all__ = ["EspeakVoice", "VOICES", "TEST_VOICES", "Corpus", "synthesize", "tone_speech", "corpus_plan",
-           "build_corpus", "espeak_available", "speech_profile", "profile_indices"]
+           "build_corpus", "espeak_available", "pcm_wav", "renderer", "speech_profile", "profile_indices"]
 
 PCM_SCALE = 32_768.0  # int16 <-> float
 WAV_HEADER_BYTES = 44  # espeak-ng --stdout writes a plain 44-byte RIFF header, then 16-bit mono PCM
@@ -70,6 +70,21 @@ VOICES: tuple[EspeakVoice, ...] = (
 TEST_VOICES: tuple[EspeakVoice, ...] = (EspeakVoice("tone-low", "tones", 160, 40), EspeakVoice("tone-high", "tones", 190, 65))
 
 # ------------------------------------------------------------------------------------------------ synthesis
+
+
+def pcm_wav(samples: np.ndarray) -> torch.Tensor:
+    """int16 samples (what ``synthesize`` gives) -> a (1, N) float32 waveform."""
+    return torch.from_numpy(samples.astype(np.float32) / PCM_SCALE).unsqueeze(0)
+
+
+def renderer(voices: tuple[EspeakVoice, ...], backend: str = "espeak"):
+    """``speak(text, voice name) -> (1, N)`` 22.05 kHz waveform, by ``synthesize`` with one of ``voices``."""
+    by_name = {v.name: v for v in voices}
+
+    def speak(text: str, voice: str) -> torch.Tensor:
+        return pcm_wav(synthesize([(text, by_name[voice])], backend)[0])
+
+    return speak
 
 
 def espeak_available() -> bool:
@@ -158,7 +173,7 @@ class Corpus:
 
     def wav(self, index: int) -> torch.Tensor:
         """(1, N) float32 at 22.05 kHz."""
-        return torch.from_numpy(self.audio[index].astype(np.float32) / PCM_SCALE).unsqueeze(0)
+        return pcm_wav(self.audio[index])
 
     def indices(self, split: str) -> list[int]:
         return [i for i, s in enumerate(self.splits) if s == split]

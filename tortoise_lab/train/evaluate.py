@@ -187,7 +187,7 @@ def _speaker_profiles(items: list[dict], mels: list[torch.Tensor], leave_out: in
 
 
 def _encoder_voices(items: list[dict], vectors: list[torch.Tensor], leave_out: int) -> dict[str, np.ndarray]:
-    """Per voice, the normalised mean d-vector of its renderings but item ``leave_out``."""
+    """Per voice, the mean d-vector of its renderings but item ``leave_out`` (``nearest_voice`` compares directions)."""
     pooled: dict[str, list[torch.Tensor]] = {}
     for j, item in enumerate(items):
         if j != leave_out:

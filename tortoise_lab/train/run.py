@@ -27,7 +27,8 @@ from tortoise_lab.files import atomic_path
 from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, ar_loss, prepare_ar_data
-from tortoise_lab.train.corpus import TEST_VOICES, VOICES, build_corpus, profile_indices, speech_profile, synthesize
+from tortoise_lab.train.corpus import (TEST_VOICES, VOICES, build_corpus, profile_indices, renderer, speech_profile,
+                                       synthesize)
 from tortoise_lab.train.sentences import ADJECTIVES, NOUNS, Sentences, join_sentences, make_sentences
 from tortoise_lab.train.evaluate import evaluate_ar, summarize
 from tortoise_lab.train.loop import LoopConfig, train_loop
@@ -276,13 +277,7 @@ def evaluation_items(config: TrainConfig, corpus, cond_pool: dict[int, torch.Ten
     items = [{"text": corpus.texts[i], "split": corpus.splits[i], "voice": names[corpus.voice_ids[i]],
               "wav": corpus.wav(i)} for i in chosen]
     cond = {names[v]: pool[:cond_clips] for v, pool in cond_pool.items()}
-    by_name = {v.name: v for v in corpus.voices}
-
-    def speak(text: str, voice: str) -> torch.Tensor:
-        audio = synthesize([(text, by_name[voice])], config.backend)[0]
-        return torch.from_numpy(audio.astype("float32") / 32768.0).unsqueeze(0)
-
-    return items, cond, speak
+    return items, cond, renderer(corpus.voices, config.backend)
 
 
 def speaker_encoder():

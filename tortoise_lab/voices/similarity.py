@@ -288,11 +288,10 @@ def separation(voices: list[Voice], scorer: SpeakerMeasure) -> Separation:
                 different += pairs.flatten().tolist()
     misplaced, total = [], 0
     whole = {name: scorer.voice(clips[name], vectors[name]) for name in names}
-    for name in names:
-        for k in range(len(clips[name])):
+    for voice in voices:
+        name = voice.name
+        for k, own in enumerate(clip_scores(voice, scorer)):  # each clip against its voice's other clips
             total += 1
-            rest = [c for j, c in enumerate(clips[name]) if j != k]
-            own = cosine(vectors[name][k], scorer.voice(rest, torch.cat([vectors[name][:k], vectors[name][k + 1:]])))
             rival = max((n for n in names if n != name), key=lambda n: cosine(vectors[name][k], whole[n]))
             if cosine(vectors[name][k], whole[rival]) >= own:
                 misplaced.append(f"{name} clip {k + 1} -> {rival}")

@@ -30,7 +30,7 @@ import torch
 
 from tortoise_lab.files import write_json
 from tortoise_lab.train.ar import ARConfig
-from tortoise_lab.train.corpus import corpus_plan, synthesize
+from tortoise_lab.train.corpus import corpus_plan, pcm_wav, renderer, synthesize
 from tortoise_lab.train.evaluate import Draw, evaluate_ar, summarize
 from tortoise_lab.train.run import TrainConfig, recipe_sentences, speaker_encoder
 from tortoise_lab.train.sentences import ADJECTIVES, NOUNS
@@ -72,8 +72,7 @@ def conditioning_clips(config: TrainConfig) -> dict[str, torch.Tensor]:
     audio = synthesize([(texts[first[v]], voices[v]) for v in order], config.backend)
     clips = {}
     for voice, samples in zip(order, audio):
-        wav = torch.from_numpy(samples.astype("float32") / 32768.0).unsqueeze(0)
-        clips[voices[voice].name] = conditioning_mel(wav).unsqueeze(0)[:ARConfig.cond_clips]
+        clips[voices[voice].name] = conditioning_mel(pcm_wav(samples)).unsqueeze(0)[:ARConfig.cond_clips]
     return clips
 
 
@@ -114,16 +113,11 @@ def evaluate_paragraphs(model_dir: str | Path, recipe_dir: str | Path | None = N
     voices = {v.name: v for v in config.voice_list()}
     readings = synthesize([(p["text"], voices[p["voice"]]) for p in paragraphs], config.backend, config.workers,
                           progress)
-    items = [{**p, "wav": torch.from_numpy(a.astype("float32") / 32768.0).unsqueeze(0)}
-             for p, a in zip(paragraphs, readings)]
+    items = [{**p, "wav": pcm_wav(a)} for p, a in zip(paragraphs, readings)]
     tts = TextToSpeech(embedded_models(model_dir), progress=False)
-
-    def speak(text: str, voice: str) -> torch.Tensor:
-        audio = synthesize([(text, voices[voice])], config.backend)[0]
-        return torch.from_numpy(audio.astype("float32") / 32768.0).unsqueeze(0)
-
     models = tts.models
-    results = evaluate_ar(models.gpt, models.quantizer, items, conditioning_clips(config), speak, NOUNS + ADJECTIVES,
+    results = evaluate_ar(models.gpt, models.quantizer, items, conditioning_clips(config),
+                          renderer(config.voice_list(), config.backend), NOUNS + ADJECTIVES,
                           seed, tts.tokenizer, progress, draw=chunked_draw(tts), speaker_encoder=speaker_encoder())
     return {"summary": summarize(results).to_dict(), "recipe": str(recipe_dir),
             "chunks": [len(default_chunks(tts, p["text"])) for p in paragraphs],
