@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from tests.support.weights import seeded
-from tortoise_lab.config import InferenceOptions
+from tortoise_lab.config import DEFAULT_BATCH_SIZE, InferenceOptions
 from tortoise_lab.fast import (DEEPSPEED_NEEDS_CUDA, DeepSpeedDecoder, autocast_context, compile_decode_step,
-                               deepspeed_available, deepspeed_decoder, half_dtype, half_precision_note)
+                               deepspeed_available, deepspeed_decoder, half_dtype, half_precision_note,
+                               prepack_available, prepack_linears)
+from tortoise_lab.fast.prepack import PackedLinear
 from tortoise_lab.models import gpt as gpt_module
 from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
 from tortoise_lab.stages import sampling
@@ -262,9 +264,10 @@ def test_every_combination_gives_the_same_codes_on_cpu(model, prompt, eager_code
     options = InferenceOptions(kv_cache=kv_cache, half=half, deepspeed=deepspeed, device="cpu")
     decoder, notes = prepare_decoder(model, options)
     assert torch.equal(decoder.generate(*prompt, MEL_TOKENS, **GREEDY), eager_codes)
-    assert decoder.model is model and decoder.decode_step is decode_one_token
+    # fp32 on a CPU: the prepacked copy of the model (on by default), whatever half and DeepSpeed asked for
+    assert decoder.model is prepack_linears(model, DEFAULT_BATCH_SIZE) and decoder.decode_step is decode_one_token
     assert decoder.used == {"device": "cpu", "kv_cache": kv_cache, "dtype": "float32", "deepspeed": False,
-                            "compile": False, "int8": False}
+                            "compile": False, "int8": False, "prepack": True}
     expected_notes = ([half_precision_note("cpu")] if half else []) + ([DEEPSPEED_NEEDS_CUDA] if deepspeed else [])
     assert notes == expected_notes
 
@@ -273,6 +276,8 @@ def test_every_combination_gives_the_same_codes_on_cpu(model, prompt, eager_code
 def test_all_flags_on_cpu_compile_and_say_what_was_not_used(model, prompt, eager_codes):
     decoder, notes = prepare_decoder(model, InferenceOptions(half=True, deepspeed=True, compile=True, device="cpu"))
     assert decoder.used["compile"] and decoder.decode_step is not decode_one_token
+    # a compiled CPU graph takes plain weights: the compiled step decodes the model itself, not a packed copy
+    assert decoder.model is model and not decoder.used["prepack"]
     assert notes == [half_precision_note("cpu"), DEEPSPEED_NEEDS_CUDA]
     assert torch.equal(decoder.generate(*prompt, MEL_TOKENS, **GREEDY), eager_codes)
 
@@ -281,6 +286,63 @@ def test_compile_without_the_kv_cache_is_a_note(model):
     decoder, notes = prepare_decoder(model, InferenceOptions(kv_cache=False, compile=True, device="cpu"))
     assert decoder.decode_step is decode_one_token and not decoder.used["compile"]
     assert notes == ["torch.compile applies to the cached decode step; with the KV cache off it is not used."]
+
+
+# --- prepacked weights ------------------------------------------------------------------------------------------
+
+def test_this_torch_build_can_prepack():
+    available, reason = prepack_available()
+    assert available, reason  # the pinned CPU build has oneDNN: the default path is the packed one
+
+
+@pytest.mark.parametrize("rows", [1, 16, 70])
+def test_a_packed_linear_computes_the_plain_product(rows):
+    generator = torch.Generator().manual_seed(rows)
+    linear = torch.nn.Linear(64, 96)
+    with torch.no_grad():
+        linear.weight.normal_(generator=generator)
+        linear.bias.normal_(generator=generator)
+    packed = PackedLinear(linear.weight, linear.bias, rows_hint=16)  # any row count, whatever the hint
+    x = torch.randn(2, rows, 64, generator=generator)
+    with torch.no_grad():
+        assert torch.allclose(packed(x), linear(x), **FP32_TOL)
+        assert torch.allclose(packed(x.transpose(0, 1)), linear(x.transpose(0, 1)), **FP32_TOL)  # strided input
+
+
+def test_packed_copy_shares_the_rest_leaves_the_model_alone_and_follows_its_weights():
+    source = seeded(UnifiedVoice(GPTConfig.from_name("tiny")), seed=4)
+    before = {k: v.clone() for k, v in source.state_dict().items()}
+    packed = prepack_linears(source, 16)
+    assert all(torch.equal(before[k], v) for k, v in source.state_dict().items())
+    assert not any(isinstance(m, (torch.nn.Linear, gpt_module.InOutLinear)) for m in packed.modules())
+    assert packed.mel_embedding.weight is source.mel_embedding.weight  # shared, not copied
+    assert packed.gpt.h[0].attn.c_attn.bias is source.gpt.h[0].attn.c_attn.bias
+    assert prepack_linears(source, 16) is packed  # one copy per model while its weights stay as they are
+    cond, text, codes = torch.randn(2, 64), torch.randint(1, 200, (2, 7)), torch.randint(0, 8192, (2, 5))
+    with torch.no_grad():
+        assert torch.allclose(packed(cond, text, codes).mel, source(cond, text, codes).mel, **FP32_TOL)
+        source.load_state_dict(seeded(UnifiedVoice(GPTConfig.from_name("tiny")), seed=5).state_dict())
+        repacked = prepack_linears(source, 16)  # new weights: packed anew, not the stale copy
+        assert repacked is not packed
+        assert torch.allclose(repacked(cond, text, codes).mel, source(cond, text, codes).mel, **FP32_TOL)
+
+
+def test_prepacked_cached_decoding_gives_the_plain_uncached_codes_and_logits(model, prompt, eager_codes):
+    plain, _ = prepare_decoder(model, InferenceOptions(kv_cache=False, prepack=False, device="cpu"))
+    packed, notes = prepare_decoder(model, InferenceOptions(device="cpu"))
+    assert packed.used["prepack"] and not plain.used["prepack"] and notes == []
+    assert torch.equal(packed.generate(*prompt, MEL_TOKENS, **GREEDY), eager_codes)
+    assert torch.equal(plain.generate(*prompt, MEL_TOKENS, **GREEDY), eager_codes)
+    with torch.no_grad():
+        exact = teacher_forced_logits(model, *prompt, eager_codes)
+        fast = teacher_forced_logits(packed.model, *prompt, eager_codes)
+    assert torch.allclose(fast, exact, **FP32_TOL)
+
+
+def test_prepack_gives_way_to_int8_and_is_off_when_asked(model):
+    int8, _ = prepare_decoder(model, InferenceOptions(int8=True, device="cpu"))
+    off, _ = prepare_decoder(model, InferenceOptions(prepack=False, device="cpu"))
+    assert not int8.used["prepack"] and not off.used["prepack"] and off.model is model
 
 
 # --- on a GPU ---------------------------------------------------------------------------------------------------

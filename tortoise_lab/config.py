@@ -78,11 +78,12 @@ class InferenceOptions:
     deepspeed: bool = False  # DeepSpeed's fused transformer kernels (CUDA only)
     compile: bool = False  # torch.compile the decode step (ignored with DeepSpeed or without the KV cache)
     int8: bool = False  # int8 AR decoder and CLVP on CPU: several times faster, lossy (the output changes)
+    prepack: bool = True  # fp32 linear weights laid out once for oneDNN on CPU (fast.prepack): same numbers, faster
     device: str | None = None  # "cuda", "cuda:N", "mps", "cpu", or None for the best available
 
     # The options the pipeline promises leave codes and audio unchanged (tests/test_fast.py checks it), so a
     # finished `read` chunk made with them on is still current with them off.
-    LOSSLESS = ("kv_cache", "compile")
+    LOSSLESS = ("kv_cache", "compile", "prepack")
 
 
 _OPTION_NAMES = tuple(f.name for f in dataclasses.fields(InferenceOptions))

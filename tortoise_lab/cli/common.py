@@ -80,7 +80,7 @@ TUNING_OPTIONS = (
 # Flags whose value goes to Settings under the flag's own name (dashes -> underscores).
 SETTING_FLAGS = [flag[2:].replace("-", "_") for flag, *_ in TUNING_OPTIONS] + [
     "cond_free", "sampler", "candidates", "batch_size", "text_split", "kv_cache", "half", "deepspeed", "compile",
-    "int8", "device", "latent_cache", "decoder"]
+    "int8", "prepack", "device", "latent_cache", "decoder"]
 
 
 class CliError(Exception):

@@ -263,8 +263,8 @@ def _add_bench_parser(verbs) -> None:
     bench.add_argument("--repeats", type=int, default=None, metavar="N",
                        help="timed runs per configuration (default: 3; 1 with the KV cache off; 1 with --quick)")
     bench.add_argument("--configs", type=_config_list, default=None, metavar="A,B,...",
-                       help="configurations to run, comma-separated (default: baseline,kv_cache,half,deepspeed,"
-                            "compile,all,ultra_fast_int8_dpm; also: int8)")
+                       help="configurations to run, comma-separated (default: every one but int8; the list is "
+                            "in benchmarks/README.md)")
     bench.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the records here")
     bench.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
                        help="write bench.json, bench.md (table), bench.png (chart) and wavs/ here")

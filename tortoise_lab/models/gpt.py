@@ -298,7 +298,7 @@ class UnifiedVoice(nn.Module):
 
     def setup_caches(self, batch_size: int, max_seq_len: int) -> None:
         """Attach a fresh static KV cache (B, H, max_seq_len, D) to every layer, in the weights' dtype and device."""
-        weight = self.mel_head.weight
+        weight = self.final_norm.weight  # (a packed or quantized copy's linears hold no plain float weight)
         for block in self.gpt.h:
             block.attn.kv_cache = KVCache(batch_size, self.config.heads, max_seq_len, self.config.head_dim,
                                           dtype=weight.dtype, device=weight.device)

@@ -22,11 +22,11 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from tortoise_lab.config import InferenceOptions, Settings
+from tortoise_lab.config import DEFAULT_BATCH_SIZE, InferenceOptions, Settings
 from tortoise_lab.device import choose_device
 from tortoise_lab.fast import (PYTORCH_INSTEAD, DEEPSPEED_NEEDS_CUDA, INT8_CPU_ONLY, DeepSpeedDecoder,
                                compile_decode_step, deepspeed_available, deepspeed_decoder, half_dtype,
-                               half_precision_note, quantize_int8)
+                               half_precision_note, prepack_available, prepack_linears, quantize_int8)
 from tortoise_lab.fast.half import autocast_to
 from tortoise_lab.fast.compile import COMPILED_CACHE_BUCKET
 from tortoise_lab.models.gpt import KVCache, UnifiedVoice
@@ -394,6 +394,14 @@ def prepare_decoder(model: UnifiedVoice, options: InferenceOptions) -> tuple[Pre
             except RuntimeError as error:  # kernels missing for this dtype: say so, decode with PyTorch
                 notes.append(str(error))
 
+    # On by default, and only where it applies (fp32 on a CPU with oneDNN, no other layer replacement): no note
+    # when it does not, since nobody asked for it in particular. ``used`` records whether it ran.
+    # torch.compile's CPU graphs take plain weights (they are traced as graph inputs, which a packed one cannot be).
+    use_prepack = (options.prepack and device.type == "cpu" and compute_dtype is None and not use_int8
+                   and not use_deepspeed and not (options.compile and options.kv_cache) and prepack_available()[0])
+    if use_prepack:
+        decoder = prepack_linears(model, DEFAULT_BATCH_SIZE)
+
     decode_step: DecodeStep = decode_one_token
     hidden_step: DecodeStep = decode_one_hidden
     compiled = False
@@ -412,7 +420,7 @@ def prepare_decoder(model: UnifiedVoice, options: InferenceOptions) -> tuple[Pre
 
     used = {"device": str(device), "kv_cache": options.kv_cache,
             "dtype": str(compute_dtype or torch.float32).removeprefix("torch."),
-            "deepspeed": use_deepspeed, "compile": compiled, "int8": use_int8}
+            "deepspeed": use_deepspeed, "compile": compiled, "int8": use_int8, "prepack": use_prepack}
     return PreparedDecoder(decoder, decode_step, device, options.kv_cache, compute_dtype, compiled, used,
                            hidden_step), notes
 

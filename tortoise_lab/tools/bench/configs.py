@@ -55,10 +55,13 @@ class BenchConfig:
 
 # The option configurations recompute the conditioning latents every run (latent_cache off), as upstream does.
 CONFIGS: dict[str, BenchConfig] = {
-    "baseline": BenchConfig("KV cache off: every step recomputes the whole sequence (upstream's CLI default)",
-                            {"kv_cache": False, "latent_cache": False}, reference={"kv_cache": False}),
-    "kv_cache": BenchConfig("KV cache on (our default)", {"kv_cache": True, "latent_cache": False},
-                            reference={"kv_cache": True}),
+    "baseline": BenchConfig("KV cache off, plain weights: every step recomputes the whole sequence (upstream's CLI "
+                            "default)", {"kv_cache": False, "prepack": False, "latent_cache": False},
+                            reference={"kv_cache": False}),
+    "kv_cache_plain": BenchConfig("KV cache on, plain weights (our default before prepacked weights)",
+                                  {"kv_cache": True, "prepack": False, "latent_cache": False}),
+    "kv_cache": BenchConfig("KV cache on, weights prepacked for oneDNN on CPU (our default)",
+                            {"kv_cache": True, "latent_cache": False}, reference={"kv_cache": True}),
     "half": BenchConfig("KV cache + half precision (bf16/fp16 autocast; CUDA only)",
                         {"half": True, "latent_cache": False}, reference={"kv_cache": True, "half": True},
                         cuda_only=True),
@@ -85,13 +88,16 @@ CONFIGS: dict[str, BenchConfig] = {
                                  {"decoder": "hifigan", "latent_cache": True},
                                  reference={"api": "stream", "kv_cache": True, "conditioning_cached": True},
                                  fast=True, stream=True),
+    "hifigan_plain": BenchConfig("the fast path with plain weights (its default before prepacked weights)",
+                                 {"decoder": "hifigan", "prepack": False, "latent_cache": False}, fast=True,
+                                 measured_against="hifigan"),
     "hifigan_int8": BenchConfig("the fast path with the int8 AR decoder (CPU; lossy: other codes); measured against "
                                 "upstream's api_fast tts, which has no int8", {"decoder": "hifigan", "int8": True,
                                                                               "latent_cache": False},
                                 fast=True, measured_against="hifigan"),
 }
-DEFAULT_CONFIGS = ("baseline", "kv_cache", "half", "deepspeed", "compile", "all", FASTER_PRESET, "hifigan", "stream",
-                   "stream_cached", "hifigan_int8")
+DEFAULT_CONFIGS = ("baseline", "kv_cache_plain", "kv_cache", "half", "deepspeed", "compile", "all", FASTER_PRESET,
+                   "hifigan", "hifigan_plain", "stream", "stream_cached", "hifigan_int8")
 
 
 # ------------------------------------------------------------------------------------------------- options
