@@ -86,3 +86,27 @@ def test_bad_arguments_name_the_allowed_values(start):
         sample(gaussian_denoiser(0.5), start, 10, sampler="euler")
     with pytest.raises(ValueError, match="between 1 and 4000"):
         sample(gaussian_denoiser(0.5), start, 0)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_paired_denoiser_replaces_the_two_guided_calls(sampler, start):
+    """With guidance, ``paired`` runs both passes of a step in one call, and the chain is the one two calls make."""
+    conditioned, free = gaussian_denoiser(0.5), gaussian_denoiser(0.3)  # two different passes: guidance mixes them
+    calls = {"single": 0, "paired": 0}
+
+    def denoiser(x, timesteps, conditioning_free):
+        calls["single"] += 1
+        return (free if conditioning_free else conditioned)(x, timesteps, conditioning_free)
+
+    def paired(x, timesteps):
+        calls["paired"] += 1
+        return conditioned(x, timesteps, False), free(x, timesteps, True)
+
+    two_calls = sample(denoiser, start, 12, sampler=sampler, cond_free_k=2.0, generator=torch.Generator().manual_seed(3))
+    assert calls == {"single": 24, "paired": 0}
+    one_call = sample(denoiser, start, 12, sampler=sampler, cond_free_k=2.0, generator=torch.Generator().manual_seed(3),
+                      paired=paired)
+    assert calls == {"single": 24, "paired": 12}  # paired took every step; the single denoiser was not called again
+    assert torch.equal(one_call, two_calls)
+    sample(denoiser, start, 12, sampler=sampler, generator=torch.Generator().manual_seed(3), paired=paired)
+    assert calls == {"single": 36, "paired": 12}  # without guidance: one plain call a step, paired unused

@@ -25,12 +25,17 @@ from tqdm.auto import tqdm
 
 from tortoise_lab.config import SAMPLERS, TRAINED_STEPS  # the schedule the decoder was trained on; sampler names
 
-__all__ = ["TRAINED_STEPS", "SAMPLERS", "Schedule", "spaced_timesteps", "sample"]
+__all__ = ["TRAINED_STEPS", "SAMPLERS", "Denoiser", "PairedDenoiser", "Schedule", "spaced_timesteps", "sample"]
 
 # The linear schedule of Ho et al. is given for 1000 steps; longer schedules scale both ends down.
 _BETA_START_PER_1000, _BETA_END_PER_1000 = 1e-4, 0.02
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
+# Both evaluations of a guided step in one call, (x, timesteps) -> (conditioned output, conditioning-free output):
+# a network can run them as one batch of two, paying its per-call costs once (stages.decode.DiffusionVocoder does).
+PairedDenoiser = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# What a step function calls: (x, step) -> (eps, variance values), guidance applied.
+Guided = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 def linear_betas(num_steps: int) -> np.ndarray:
@@ -113,17 +118,22 @@ def _at(array: np.ndarray, step: int, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(float(np.float32(array[step])), dtype=like.dtype, device=like.device)
 
 
-def _guided_output(denoiser: Denoiser, x: torch.Tensor, step: int, schedule: Schedule,
-                   cond_free_k: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One network evaluation (two with guidance): (eps, variance_fraction_raw), each (B, C, T)."""
+def _guided_output(denoiser: Denoiser, paired: PairedDenoiser | None, x: torch.Tensor, step: int,
+                   schedule: Schedule, cond_free_k: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One network evaluation (two with guidance, in one call when ``paired`` is given):
+    (eps, variance_fraction_raw), each (B, C, T)."""
     timesteps = torch.full((x.shape[0],), int(schedule.timesteps[step]), dtype=torch.long, device=x.device)
     channels = x.shape[1]
-    eps, variance_values = denoiser(x, timesteps, False).split(channels, dim=1)
-    if cond_free_k is not None:
-        eps_free = denoiser(x, timesteps, True)[:, :channels]
-        k = cond_free_k * (1 - step / len(schedule))  # ramps from k at the noisiest step towards 0
-        eps = (1 + k) * eps - k * eps_free
-    return eps, variance_values
+    if cond_free_k is None:
+        return denoiser(x, timesteps, False).split(channels, dim=1)
+    if paired is not None:
+        conditioned, free = paired(x, timesteps)
+    else:
+        conditioned, free = denoiser(x, timesteps, False), denoiser(x, timesteps, True)
+    eps, variance_values = conditioned.split(channels, dim=1)
+    eps_free = free[:, :channels]
+    k = cond_free_k * (1 - step / len(schedule))  # ramps from k at the noisiest step towards 0
+    return (1 + k) * eps - k * eps_free, variance_values
 
 
 def _predict_start(x: torch.Tensor, eps: torch.Tensor, step: int, schedule: Schedule) -> torch.Tensor:
@@ -133,8 +143,8 @@ def _predict_start(x: torch.Tensor, eps: torch.Tensor, step: int, schedule: Sche
     return x0.clamp(-1, 1)
 
 
-def _ddpm_step(x, step, schedule, denoiser, cond_free_k, generator):
-    eps, variance_values = _guided_output(denoiser, x, step, schedule, cond_free_k)
+def _ddpm_step(x, step, schedule, guided, generator):
+    eps, variance_values = guided(x, step)
     x0 = _predict_start(x, eps, step, schedule)
     abar, abar_prev, betas = schedule.alphas_cumprod, schedule.alphas_cumprod_prev, schedule.betas
     mean = (_at(betas * np.sqrt(abar_prev) / (1.0 - abar), step, x) * x0
@@ -149,8 +159,8 @@ def _ddpm_step(x, step, schedule, denoiser, cond_free_k, generator):
     return mean + torch.exp(0.5 * log_variance) * noise
 
 
-def _ddim_step(x, step, schedule, denoiser, cond_free_k, generator):
-    eps, _ = _guided_output(denoiser, x, step, schedule, cond_free_k)
+def _ddim_step(x, step, schedule, guided, generator):
+    eps, _ = guided(x, step)
     x0 = _predict_start(x, eps, step, schedule)
     abar = schedule.alphas_cumprod
     # Re-derive the noise from the clipped x0 so the step stays consistent with it (eta = 0: deterministic).
@@ -168,8 +178,8 @@ class _DpmSolver2M:
         self.previous_x0: torch.Tensor | None = None
         self.previous_h: float | None = None
 
-    def __call__(self, x, step, schedule, denoiser, cond_free_k, generator):
-        eps, _ = _guided_output(denoiser, x, step, schedule, cond_free_k)
+    def __call__(self, x, step, schedule, guided, generator):
+        eps, _ = guided(x, step)
         x0 = _predict_start(x, eps, step, schedule)
         abar, abar_prev = schedule.alphas_cumprod[step], schedule.alphas_cumprod_prev[step]
         if abar_prev >= 1.0:  # the last step lands on clean data
@@ -191,10 +201,12 @@ class _DpmSolver2M:
 
 def sample(denoiser: Denoiser, noise: torch.Tensor, steps: int, sampler: str = "ddpm",
            cond_free_k: float | None = None, generator: torch.Generator | None = None,
-           progress: bool = False, on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+           progress: bool = False, on_step: Callable[[int, int], None] | None = None,
+           paired: PairedDenoiser | None = None) -> torch.Tensor:
     """Run the reverse chain from ``noise`` (B, C, T) and return the normalised mel (B, C, T) in [-1, 1].
 
-    ``cond_free_k=None`` disables conditioning-free guidance. ``generator`` feeds DDPM's per-step noise.
+    ``cond_free_k=None`` disables conditioning-free guidance; with guidance, ``paired`` (optional) evaluates both
+    passes of a step in one call instead of two calls of ``denoiser``. ``generator`` feeds DDPM's per-step noise.
     ``on_step``, if given, hears (steps done, steps in the chain) after every step (it may raise, to stop).
     """
     if sampler not in SAMPLERS:
@@ -205,11 +217,14 @@ def sample(denoiser: Denoiser, noise: torch.Tensor, steps: int, sampler: str = "
     step_fn = {"ddpm": _ddpm_step, "ddim": _ddim_step, "dpm++2m": _DpmSolver2M()}[sampler]
     if generator is None:
         generator = torch.Generator(device=noise.device).manual_seed(0)
+    def guided(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _guided_output(denoiser, paired, x, step, schedule, cond_free_k)
+
     x = noise
     with torch.no_grad():
         for step in tqdm(range(len(schedule) - 1, -1, -1), desc=f"diffusion ({sampler})", disable=not progress,
                          leave=False):
-            x = step_fn(x, step, schedule, denoiser, cond_free_k, generator)
+            x = step_fn(x, step, schedule, guided, generator)
             if on_step is not None:
                 on_step(len(schedule) - step, len(schedule))
     return x
