@@ -4,7 +4,9 @@
 with a resumed chunk, voices match, bench --quick and the widgets' Playground with fixed seeds, once with the
 package as it was before the redesign (``git archive`` of ``PRE_REDESIGN_COMMIT``) and once with this tree, each
 in its own process on one thread; every WAV must be byte-identical. Both trees speak with this tree's embedded
-model files (copied into the old tree): the redesign moved code, and a retrained model since changed weights.
+model files (copied into the old tree): the redesign moved code, and a retrained model since changed weights. This
+tree runs with plain weights (``run_paths._plain_weights``): prepacked ones, added since and on by default, round
+differently (tests/test_fast.py holds them to the plain numbers within fp32 rounding).
 """
 
 from __future__ import annotations

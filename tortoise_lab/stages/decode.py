@@ -31,7 +31,7 @@ from tortoise_lab.models.vocoder import UnivNetGenerator
 from tortoise_lab.stages.conditioning import ConditioningLatents
 from tortoise_lab.stages.diffusion_sampler import sample
 from tortoise_lab.stages.rerank import CALM_TOKEN
-from tortoise_lab.stages.sampling import StepCallback, codes_until_stop
+from tortoise_lab.stages.sampling import StepCallback, codes_until_stop, prepacked_if_asked
 from tortoise_lab.stages.streaming import FIRST_CHUNK_CODES, CHUNK_CODES, IncrementalHifigan
 from tortoise_lab.stages.timing import StageTimer
 
@@ -81,8 +81,10 @@ def codebook_audio(quantizer: KMeansQuantizer, codes: torch.Tensor,
 def chosen_latents(gpt: UnifiedVoice, best: torch.Tensor, text_tokens: torch.Tensor, latents: ConditioningLatents,
                    settings: Settings, timer: StageTimer) -> torch.Tensor:
     """The AR model's latents for the chosen rows ``best`` (k, T): (k, T, C) fp32, teacher-forced on their codes
-    (under autocast with ``half``), timed as the "ar_latents" stage. What both decoders decode from."""
+    (under autocast with ``half``; with prepacked weights where the run's options use them), timed as the
+    "ar_latents" stage. What both decoders decode from."""
     k = best.shape[0]
+    gpt = prepacked_if_asked(gpt, settings.inference, best.device)  # (half precision is CUDA-only: fp32 on a CPU)
     with timer.stage("ar_latents"), autocast_context(best.device, settings.inference.half):
         return gpt.latents(latents.autoregressive.expand(k, -1), text_tokens.expand(k, -1), best).float()
 

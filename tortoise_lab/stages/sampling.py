@@ -50,7 +50,8 @@ UPSTREAM_TOP_K = 50
 __all__ = ["UPSTREAM_FILLER_CODES", "UPSTREAM_TOP_K", "DecodeStep", "SamplingQuirks", "UPSTREAM_QUIRKS",
            "NO_QUIRKS", "prefill", "prefill_hidden", "decode_one_token", "decode_one_hidden",
            "next_logits_uncached", "next_hidden_uncached", "logits_to_probs", "penalize_repeats", "ensure_cache",
-           "DrawnStep", "generate_codes", "draw_codes", "attach_caches", "PreparedDecoder", "prepare_decoder",
+           "DrawnStep", "generate_codes", "draw_codes", "attach_caches", "PreparedDecoder", "prepacked_if_asked",
+           "prepare_decoder",
            "sampling_options", "sample_codes", "codes_until_stop", "draw_until_stop"]
 
 
@@ -348,6 +349,16 @@ class PreparedDecoder:
         attach_caches(self.model, batch, slots, dtype)
 
 
+def prepacked_if_asked(model: UnifiedVoice, options: InferenceOptions, device: torch.device,
+                       compute_dtype: torch.dtype | None = None) -> UnifiedVoice:
+    """``model``'s prepacked copy (``fast.prepack``) where ``options.prepack`` applies: fp32 on a CPU with oneDNN;
+    else ``model`` itself. On by default, so no note when it does not apply: nobody asked for it in particular.
+    The decoding loop and the AR latent pass of the chosen rows both run on it."""
+    if options.prepack and device.type == "cpu" and compute_dtype is None and prepack_available()[0]:
+        return prepack_linears(model, DEFAULT_BATCH_SIZE)
+    return model
+
+
 def _deepspeed_refusal(device: torch.device, kv_cache: bool) -> str | None:
     """Why DeepSpeed won't decode this run, or None when it will; cheap reasons before the kernel load."""
     if not torch.cuda.is_available():
@@ -394,13 +405,12 @@ def prepare_decoder(model: UnifiedVoice, options: InferenceOptions) -> tuple[Pre
             except RuntimeError as error:  # kernels missing for this dtype: say so, decode with PyTorch
                 notes.append(str(error))
 
-    # On by default, and only where it applies (fp32 on a CPU with oneDNN, no other layer replacement): no note
-    # when it does not, since nobody asked for it in particular. ``used`` records whether it ran.
-    # torch.compile's CPU graphs take plain weights (they are traced as graph inputs, which a packed one cannot be).
-    use_prepack = (options.prepack and device.type == "cpu" and compute_dtype is None and not use_int8
-                   and not use_deepspeed and not (options.compile and options.kv_cache) and prepack_available()[0])
-    if use_prepack:
-        decoder = prepack_linears(model, DEFAULT_BATCH_SIZE)
+    # Not with a speed-up that replaces the layers: int8, DeepSpeed, or torch.compile, whose CPU graphs take plain
+    # weights (traced as graph inputs, which a packed one cannot be). ``used`` records whether it ran.
+    use_prepack = False
+    if not (use_int8 or use_deepspeed or (options.compile and options.kv_cache)):
+        decoder = prepacked_if_asked(model, options, device, compute_dtype)
+        use_prepack = decoder is not model
 
     decode_step: DecodeStep = decode_one_token
     hidden_step: DecodeStep = decode_one_hidden
