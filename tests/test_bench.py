@@ -121,6 +121,9 @@ def test_quick_run_without_reference_writes_the_json_file(weights_dir, tmp_path)
     (["--preset", "turbo"], "Unknown preset 'turbo'"),
     (["--against-reference", "--preset", FASTER_PRESET], "The reference runs only upstream's presets"),
     (["--embedded"], "bench --embedded times the embedded model's defaults and takes no --quick; drop it."),
+    (["--steps", "--configs", "kv_cache"], "bench --steps times pieces of the work on random weights and takes no "
+                                           "--configs; drop it."),
+    (["--steps", "--embedded"], "bench --embedded and --steps are two different benchmarks; run one at a time."),
 ])
 def test_a_bad_option_is_one_clear_error(argv, message, capsys):
     assert cli.main(["bench", "--quick", *argv]) == cli.EXIT_BAD_INPUT
@@ -156,3 +159,19 @@ def test_the_embedded_benchmark_times_the_defaults_beside_the_previous_ones(tmp_
     assert "as fast as the previous defaults" in (tmp_path / "bench-embedded.md").read_text()
     with pytest.raises(ValueError, match="at least 1"):
         run_embedded_benchmark(text, repeats=0)
+
+
+def test_the_step_benchmark_times_each_change_before_and_after(tmp_path, capsys):
+    assert cli.main(["bench", "--steps", "--quick", "--repeats", "1", "--out-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((tmp_path / "bench-steps.json").read_text())
+    pieces = [row["piece"] for row in record["rows"]]
+    assert pieces[:3] == ["AR decode step, batch 16", "AR decode step, batch 1", "AR latent pass, 1 row of 48 codes"]
+    assert pieces[3].startswith("guided diffusion step") and len(pieces) == 4
+    for row in record["rows"]:
+        assert row["before_ms"] > 0 and row["after_ms"] > 0 and row["piece"] in printed
+        assert row["max_difference"] < 1e-4  # every change keeps the numbers, within fp32 rounding
+    assert set(record["profiles"]) == {"plain", "prepacked"}
+    assert "aten::addmm" in record["profiles"]["plain"] and "mkldnn" in record["profiles"]["prepacked"]
+    table = (tmp_path / "bench-steps.md").read_text()
+    assert "| AR decode step, batch 16 | plain weights | prepacked weights |" in table

@@ -88,6 +88,9 @@ COMMANDS: dict[str, Row] = {
         "--quick --configs baseline --out-dir bench-out",
         tuple(f"bench-out/{name}" for name in ("bench.json", "bench.md", "bench.png", "wavs/tortoise_lab-baseline.wav",
                                                "wavs/reference-baseline.wav"))),
+    "tortoise-lab bench --steps": Row(
+        "--quick --repeats 1 --out-dir bench-steps",
+        tuple(f"bench-steps/{name}" for name in ("bench-steps.json", "bench-steps.md"))),
     "tortoise-lab bench --embedded": Row(
         '--repeats 1 --out-dir bench-embedded --text "A short one. And another."',
         tuple(f"bench-embedded/{name}" for name in ("bench-embedded.json", "bench-embedded.md", "defaults.wav",

@@ -15,6 +15,7 @@ BENCH_EXAMPLES = """examples:
   tortoise-lab bench --against-reference --out-dir bench-out             # the full table (official sizes)
   tortoise-lab bench --configs kv_cache,ultra_fast_int8_dpm --repeats 1
   tortoise-lab bench --embedded --out-dir bench-embedded                 # the embedded model's main job, RTF
+  tortoise-lab bench --steps --out-dir bench-steps                       # what each lossless-path change buys
 """
 
 
@@ -57,8 +58,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             check_output_folder(path, flag)
     if args.json is not None:
         check_output_file(args.json, "--json")
+    if args.embedded and args.steps:
+        raise CliError("bench --embedded and --steps are two different benchmarks; run one at a time.")
     if args.embedded:
         return _bench_embedded(args)
+    if args.steps:
+        return _bench_steps(args)
     try:
         records = run_benchmark(quick=args.quick, against_reference=args.against_reference,
                                 max_mel_tokens=args.max_mel_tokens, preset=args.preset or "ultra_fast",
@@ -241,6 +246,26 @@ def _bench_embedded(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_steps(args: argparse.Namespace) -> int:
+    """``bench --steps``: each lossless-path change's piece of work, before and after, in one process."""
+    from tortoise_lab.tools.bench.steps import run_step_benchmark
+
+    unused = [flag for flag, value in (("--against-reference", args.against_reference), ("--configs", args.configs),
+                                       ("--max-mel-tokens", args.max_mel_tokens), ("--weights-dir", args.weights_dir),
+                                       ("--text", args.text), ("--preset", args.preset), ("--json", args.json))
+              if value]
+    if unused:
+        raise CliError(f"bench --steps times pieces of the work on random weights and takes no {unused[0]}; drop it.")
+    try:
+        rows, _ = run_step_benchmark(quick=args.quick, repeats=args.repeats or 5, out_dir=args.out_dir)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    for row in rows:
+        print(f"{row.piece}: {row.before} {row.before_ms:.2f} ms, {row.after} {row.after_ms:.2f} ms "
+              f"({row.speedup:.2f}x; outputs differ by at most {row.max_difference:.2g})")
+    return 0
+
+
 def _add_bench_parser(verbs) -> None:
     bench = verbs.add_parser("bench", help="time each stage per option combination, beside upstream tortoise-tts",
                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EXAMPLES,
@@ -256,6 +281,10 @@ def _add_bench_parser(verbs) -> None:
     bench.add_argument("--embedded", action="store_true",
                        help="time the embedded model's main job on a paragraph: its defaults beside the previous "
                             "defaults (writes bench-embedded.json/.md and WAVs with --out-dir)")
+    bench.add_argument("--steps", action="store_true",
+                       help="time each lossless-path change's piece of work (the AR step, the latent pass, a guided "
+                            "diffusion step) before and after it, in one process, with a profile of the AR step "
+                            "(writes bench-steps.json/.md with --out-dir)")
     bench.add_argument("--text", default=None, metavar="TEXT",
                        help="the text spoken (default: a pangram; with --embedded, a paragraph of twelve sentences)")
     bench.add_argument("-p", "--preset", default=None, metavar="PRESET",
