@@ -32,7 +32,7 @@ from tortoise_lab.stages.pacing import count_letters, speech_seconds
 from tortoise_lab.stages.redaction import parse_redactions
 from tortoise_lab.stages.rerank import best_rows
 from tortoise_lab.stages.sampling import (PreparedDecoder, StepCallback, prepare_decoder, sample_codes,
-                                          sampling_options)
+                                          sample_with_latents, sampling_options)
 from tortoise_lab.stages.streaming import CHUNK_CODES, FIRST_CHUNK_CODES
 from tortoise_lab.speech import Speech, SpeechStream, StreamPiece
 from tortoise_lab.stages.timing import StageTimer
@@ -314,16 +314,25 @@ class TextToSpeech:
         """One chunk through sampling, ranking, decoding and redaction: (k waveforms, (k, T) codes, (N,) scores)."""
         models = self.models
         text_tokens = self.text_tokens(chunk)
+        drawn_latents = None  # (1, T, C): the fast path's one sample's latents, as its steps computed them
         with timer.stage("autoregressive"):
-            codes = sample_codes(decoder, latents.autoregressive, text_tokens, settings, models.quirks, generator,
-                                 self.progress, on_step)
+            if chain.decoder.reads_drawn_latents:
+                codes, drawn_latents = sample_with_latents(decoder, latents.autoregressive, text_tokens, settings,
+                                                           models.quirks, generator, self.progress, on_step)
+            else:
+                codes = sample_codes(decoder, latents.autoregressive, text_tokens, settings, models.quirks,
+                                     generator, self.progress, on_step)
         codes, all_stopped = chain.decoder.finish_codes(codes)
         if not all_stopped:
             _note_no_stop(codes.shape[1], notes)
         with timer.stage("ranking"):
             scores = chain.ranker.score(codes, text_tokens, latents, ar_mels, settings)
         best = best_rows(codes, scores, settings.candidates)  # (k, T)
-        wavs = chain.decoder.decode(best, text_tokens, latents, settings, generator, timer, self.progress, on_step)
+        if drawn_latents is not None:
+            wavs = chain.decoder.decode_latents(best, drawn_latents, latents, timer, on_step)
+        else:
+            wavs = chain.decoder.decode(best, text_tokens, latents, settings, generator, timer, self.progress,
+                                        on_step)
         if settings.redact and ("[" in chunk or "]" in chunk):
             with timer.stage("redaction"):
                 wavs = [self._redact(wav, chunk, notes) for wav in wavs]

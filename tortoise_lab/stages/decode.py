@@ -12,7 +12,9 @@ stop code through the k-means code book to a mel, and Griffin-Lim to audio.
 latents, and HiFiGAN straight to audio; ``open_stream`` decodes the same audio piece by piece (``stages.streaming``).
 
 ``needs_diffusion_latent`` says whether the chain reads the voice's diffusion conditioning latent (a random voice
-draws one only for the chains that do, as upstream's fast path draws only the AR one).
+draws one only for the chains that do, as upstream's fast path draws only the AR one). ``reads_drawn_latents`` says
+whether the chain can decode the AR latents its one sample's steps computed (``decode_latents``), so that the
+pipeline draws with them (``sampling.sample_with_latents``) instead of running the teacher-forced pass again.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class DiffusionVocoder:
     """The official chain: AR latents -> diffusion decoder -> 100-band mel -> UnivNet."""
 
     needs_diffusion_latent = True
+    reads_drawn_latents = False  # it ranks many samples and decodes the chosen ones' latents (chosen_latents)
     unused_settings: tuple[str, ...] = ()
 
     def __init__(self, gpt: UnifiedVoice, diffusion: DiffusionDecoder, vocoder: UnivNetGenerator):
@@ -150,6 +153,7 @@ class CodebookGriffinLim:
     """The embedded chain: codes up to the stop code -> code book mel -> Griffin-Lim."""
 
     needs_diffusion_latent = False
+    reads_drawn_latents = False  # it decodes codes, not latents
     unused_settings: tuple[str, ...] = ()
 
     def __init__(self, quantizer: KMeansQuantizer, stop_token: int):
@@ -175,11 +179,15 @@ class HifiganVocoder:
     """The fast chain: codes up to and including the stop code -> their AR latents -> HiFiGAN -> audio.
 
     As upstream's ``api_fast.tts``: no fix-up of the codes and no calm trim; the latents are the AR model's
-    teacher-forced pass over the codes, the stop code included (under autocast with half, as the sampling), and
-    HiFiGAN, in fp32, is conditioned on the voice's AR conditioning latent.
+    hidden states for the codes, the stop code included (under autocast with half, as the sampling), and HiFiGAN, in
+    fp32, is conditioned on the voice's AR conditioning latent. Upstream computes the latents in a teacher-forced
+    pass over the codes after drawing them (``decode`` does so too); the pipeline takes the ones the sampling steps
+    computed instead (``decode_latents``): the same numbers up to fp32 summation order (tests/parity/test_tts.py),
+    without a second pass through the AR model.
     """
 
     needs_diffusion_latent = False
+    reads_drawn_latents = True
     # Settings it does not use, refused when the user sets them (ModelSet.fit): it draws one sample, ranks nothing
     # and has no diffusion.
     unused_settings = ("num_autoregressive_samples", "candidates", "batch_size", "cvvp_amount",
@@ -201,8 +209,15 @@ class HifiganVocoder:
     def decode(self, best: torch.Tensor, text_tokens: torch.Tensor, latents: ConditioningLatents,
                settings: Settings, generator: torch.Generator, timer: StageTimer,
                progress: bool = False, on_step: StepCallback | None = None) -> list[torch.Tensor]:
-        k = best.shape[0]
         ar_latents = chosen_latents(self.gpt, best, text_tokens, latents, settings, timer)  # (k, T, C)
+        return self.decode_latents(best, ar_latents, latents, timer, on_step)
+
+    @torch.no_grad()
+    def decode_latents(self, best: torch.Tensor, ar_latents: torch.Tensor, latents: ConditioningLatents,
+                       timer: StageTimer, on_step: StepCallback | None = None) -> list[torch.Tensor]:
+        """Rows ``best`` (k, T) whose AR latents (k, >= T', C) are known (``sampling.sample_with_latents`` keeps
+        the ones its steps computed, so the pipeline skips the teacher-forced pass) -> k waveforms (1, N)."""
+        k = best.shape[0]
         wavs = []
         with timer.stage("hifigan"):
             for i, row in enumerate(best):

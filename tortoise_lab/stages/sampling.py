@@ -52,7 +52,7 @@ __all__ = ["UPSTREAM_FILLER_CODES", "UPSTREAM_TOP_K", "DecodeStep", "SamplingQui
            "next_logits_uncached", "next_hidden_uncached", "logits_to_probs", "penalize_repeats", "ensure_cache",
            "DrawnStep", "generate_codes", "draw_codes", "attach_caches", "PreparedDecoder", "prepacked_if_asked",
            "prepare_decoder",
-           "sampling_options", "sample_codes", "codes_until_stop", "draw_until_stop"]
+           "sampling_options", "sample_codes", "sample_with_latents", "codes_until_stop", "draw_until_stop"]
 
 
 @dataclass(frozen=True)
@@ -461,6 +461,27 @@ def sample_codes(decoder: PreparedDecoder, cond_latent: torch.Tensor, text_token
         if report is not None:
             report(steps)
     return torch.cat(rows)
+
+
+def sample_with_latents(decoder: PreparedDecoder, cond_latent: torch.Tensor, text_tokens: torch.Tensor,
+                        settings: Settings, quirks: SamplingQuirks, generator: torch.Generator,
+                        progress: bool = False, on_step: StepCallback | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sample's codes, (1, settings.max_mel_tokens) as ``sample_codes`` draws them (the same generator, the
+    same codes), and the AR latent each code was drawn from, (1, T, C) fp32 for the T codes drawn: the latents a
+    teacher-forced pass over those codes computes again (``decode.chosen_latents``), taken from the steps instead.
+    For the fast path, which decodes its one sample and has nothing to rank. cond_latent: (1, C); text_tokens: (1, T).
+    """
+    steps, drawn, latents = settings.max_mel_tokens, None, []
+    with tqdm(total=steps, desc="autoregressive", disable=not progress, leave=False) as bar:
+        for drawn in decoder.draw(cond_latent, text_tokens, steps, **sampling_options(settings, quirks, generator)):
+            latents.append(drawn.latent.float().clone())  # (a compiled step may reuse its output buffer)
+            bar.update()
+            if on_step is not None:
+                on_step("autoregressive", drawn.step + 1, steps)
+    if on_step is not None:  # a sample that stops early counts whole, as in sample_codes
+        on_step("autoregressive", steps, steps)
+    return drawn.codes, torch.stack(latents, dim=1)
 
 
 def codes_until_stop(codes: torch.Tensor, stop: int) -> tuple[torch.Tensor, bool]:
