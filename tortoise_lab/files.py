@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["FILE_MODE", "scratch_path", "atomic_path", "atomic_dir", "write_text", "write_json", "read_json",
-           "json_text", "hold_interruptions", "interrupt"]
+__all__ = ["FILE_MODE", "scratch_path", "atomic_path", "atomic_dir", "remove_scratch", "write_text", "write_json",
+           "read_json", "json_text", "hold_interruptions", "interrupt"]
 
 # Written files are meant to be shared (some writers, e.g. safetensors, create 0600 files; mkstemp does too).
 FILE_MODE = 0o644
@@ -78,6 +78,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         with hold_interruptions():
             scratch.unlink(missing_ok=True)
+
+
+def remove_scratch(folder: str | Path) -> list[Path]:
+    """Remove the scratch files a killed writer left in ``folder`` (a SIGKILL or power cut runs no clean-up) and
+    return them. Only for a folder one writer owns: another writer's scratch in progress would go too."""
+    folder = Path(folder)
+    found = sorted(folder.glob(f".*{SCRATCH_SUFFIX}")) if folder.is_dir() else []
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 @contextmanager
