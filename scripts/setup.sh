@@ -16,7 +16,7 @@ fi
 # torch first and alone: it is the big one, and deepspeed's build needs it importable (no build isolation), so
 # deepspeed comes last, in its own step. constraints.txt (in PIP_FLAGS) chooses every version.
 .venv/bin/pip install $PIP_FLAGS torch torchaudio
-.venv/bin/pip install $PIP_FLAGS -e ".[notebooks,voices,train,dev]"
+.venv/bin/pip install $PIP_FLAGS -e ".[notebooks,voices,train,cluster,dev]"
 .venv/bin/pip install $PIP_FLAGS --no-build-isolation -e ".[deepspeed]"
 .venv/bin/python -m ipykernel install --sys-prefix --name tortoise-lab --display-name "Python (tortoise-lab)" >/dev/null
 .venv/bin/tortoise-lab assets

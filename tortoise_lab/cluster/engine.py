@@ -94,8 +94,8 @@ class RayReader:
 
     def __init__(self, address: str | None = None, workers: int | None = None, threads: int = DEFAULT_THREADS,
                  device: str | None = None, models_dir: str | None = None, progress: bool = True):
-        self._ray = ray = import_ray()
         check_address(address)
+        self._ray = ray = import_ray()
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}.")
         if threads < 1:
@@ -221,7 +221,7 @@ class RayReader:
                     self._free.append((actor, name))
                     audio_s += outcome.speech.duration
                     bar.set_postfix_str(f"{audio_s:.1f} s audio, "
-                                        f"{audio_s / max(time.perf_counter() - clock, 1e-9):.2f} s/s")
+                                        f"{audio_s / max(time.perf_counter() - clock, 1e-9):.2f} s/s", refresh=False)
                     bar.update(1)
                     yield outcome
                     continue
