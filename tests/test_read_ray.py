@@ -161,7 +161,7 @@ def test_workers_make_the_same_bytes_as_one_process(cluster, book, reference, tm
     folder = tmp_path / "story" / "alpha"
     makers = {read_json(folder / f"{i}.json")["worker"] for i in range(CHUNKS)}
     # A worker takes chunks as soon as its models are loaded, so with chunks this small the first one ready may make
-    # them all; the tests below hold a chunk, so that two workers make the book there.
+    # them all; in the tests below a chunk is held on one worker while another makes the rest.
     assert 1 <= len(makers) <= workers
     assert "combined in combined.wav" in capsys.readouterr().out
 
@@ -189,7 +189,7 @@ def test_a_killed_workers_chunk_is_made_again_elsewhere(cluster, book, reference
     assert output.wavs == reference.wavs and output.sidecars == reference.sidecars
     assert [c["attempts"] for c in output.manifest["chunks"]] == [1, 2, 1, 1, 1, 1]
     makers = [read_json(tmp_path / "out" / "story" / "alpha" / f"{i}.json")["worker"] for i in range(CHUNKS)]
-    assert not makers[1].startswith(f"{killed[0]}@") and len(set(makers)) >= 2
+    assert not any(maker.startswith(f"{killed[0]}@") for maker in makers)  # it made none: chunk 1 was made elsewhere
 
 
 @pytest.mark.slow

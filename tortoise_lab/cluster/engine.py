@@ -211,12 +211,13 @@ class RayReader:
                 del self._busy[name]
                 try:
                     outcome = ray.get(ref)
-                except ray.exceptions.RayActorError as error:  # the worker is gone: a fresh one takes its place
-                    reason = _reason(error)
-                    self._start(1)
-                except ray.exceptions.RayError as error:
+                except ray.exceptions.RayTaskError as error:  # the chunk's own error: its worker is fine
                     reason = _reason(error)
                     self._free.append((actor, name))
+                except ray.exceptions.RayError as error:  # the worker died or is lost: a fresh one takes its place
+                    reason = _reason(error)
+                    ray.kill(actor)
+                    self._start(1)
                 else:
                     self._free.append((actor, name))
                     audio_s += outcome.speech.duration
