@@ -25,7 +25,7 @@ LAYERS = {
     "tortoise_lab.stages": 4,
     "tortoise_lab.model_set": 5,
     "tortoise_lab.pipeline": 6,
-    "tortoise_lab.reading": 7, "tortoise_lab.voices.seed_search": 7,
+    "tortoise_lab.reading": 7, "tortoise_lab.voices.seed_search": 7, "tortoise_lab.cluster": 7.5,
     "tortoise_lab.tools": 8, "tortoise_lab.tools.bench": 8, "tortoise_lab.workspace": 8, "tortoise_lab.widgets": 9,
     "tortoise_lab.cli": 10, "tortoise_lab.__main__": 10,
     "tortoise_lab.train": 6.5,

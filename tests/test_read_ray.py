@@ -166,6 +166,33 @@ def test_workers_make_the_same_bytes_as_one_process(cluster, book, reference, tm
     assert "combined in combined.wav" in capsys.readouterr().out
 
 
+# The README's Python block (section "A book on a cluster"), made cheap; each documented text must be found once.
+README_SUBSTITUTIONS = (
+    ("import official_models", "import official_models, random_models"),
+    ('TextToSpeech(official_models(device="cpu"))', 'TextToSpeech(random_models("tiny"))'),
+    ('Settings.from_preset("fast", device=reader.device)',
+     'Settings.from_preset("ultra_fast", device=reader.device, max_mel_tokens=12, num_autoregressive_samples=2, '
+     "diffusion_iterations=3, latent_cache=False)"),  # no latent cache written beside the built-in voice
+)
+
+
+@pytest.mark.slow
+def test_the_readme_python_block_reads_on_the_cluster(cluster, tmp_path, monkeypatch):
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("\n## A book on a cluster"):]
+    source = section[section.index("```python\n") + len("```python\n"):]
+    source = source[:source.index("```")]
+    for documented, cheap in README_SUBSTITUTIONS:
+        assert source.count(documented) == 1, f"the README's cluster block no longer holds {documented!r}"
+        source = source.replace(documented, cheap)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "book.txt").write_text(STORY, encoding="utf-8")
+    namespace: dict = {}
+    exec(compile(source, "README.md:cluster block", "exec"), namespace)
+    result = namespace["result"]
+    assert result.failed == {} and result.combined.is_file() and result.chunks == CHUNKS
+
+
 @pytest.mark.slow
 def test_a_killed_workers_chunk_is_made_again_elsewhere(cluster, book, reference, tmp_path, monkeypatch):
     held = tmp_path / "held.pid"

@@ -68,6 +68,10 @@ COMMANDS: dict[str, Row] = {
     "tortoise-lab read story.txt -v tom": Row(
         CHEAP, ("output-audio-samples/story/tom/manifest.json", "output-audio-samples/story/tom/combined.wav",
                 "output-audio-samples/story/tom/combined.json")),
+    # A local Ray cluster started for the run (one worker: the story is one chunk); tests/test_read_ray.py checks the bytes.
+    "tortoise-lab read story.txt -v emma --ray": Row(
+        CHEAP, ("output-audio-samples/story/emma/manifest.json", "output-audio-samples/story/emma/combined.wav",
+                "output-audio-samples/story/emma/combined.json"), ("combined in combined.wav",)),
     'tortoise-lab speak "Hello there." -v tom --decoder hifigan -o fast.wav': Row(
         "--tiny --max-mel-tokens 16 --no-latent-cache", ("fast.wav", "fast.json")),  # unused settings are refused
     'tortoise-lab speak "Hello there." -v tom --stream -o streamed.wav': Row(
@@ -95,6 +99,9 @@ COMMANDS: dict[str, Row] = {
         '--repeats 1 --out-dir bench-embedded --text "A short one. And another."',
         tuple(f"bench-embedded/{name}" for name in ("bench-embedded.json", "bench-embedded.md", "defaults.wav",
                                                     "previous_defaults.wav"))),
+    "tortoise-lab bench --cluster": Row(
+        '--quick --text "One. Two." --out-dir bench-cluster',
+        tuple(f"bench-cluster/{name}" for name in ("bench-cluster.json", "bench-cluster.md")), ("same bytes",)),
     "tortoise-lab train --help": Row(prints=("usage:", "resumable"), slow=False),
 }
 

@@ -15,7 +15,8 @@ The package in the order the data flows (the notebook that shows each step in br
     the run   config.py             Settings, presets, constants; model_set.py: what a model set holds and
                                     resolve_models; pipeline.py: TextToSpeech, every stage in order  [01, 02];
                                     speech.py: what a run returns (Speech, SpeechStream)
-    faces     reading.py (long texts), outputs.py (sidecars), tools/ (compare, bench), workspace/ and
+    faces     reading.py (long texts), cluster/ (long texts on Ray workers), outputs.py (sidecars), tools/
+              (compare, bench), workspace/ and
               widgets.py (notebooks, the Playground [05_playground]), cli/ (the `tortoise-lab` command)
 
 Underneath: files.py (atomic writes), device.py, assets.py, checkpoints.py, audio.py, models/ (one network per

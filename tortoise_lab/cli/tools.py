@@ -16,6 +16,7 @@ BENCH_EXAMPLES = """examples:
   tortoise-lab bench --configs kv_cache,ultra_fast_int8_dpm --repeats 1
   tortoise-lab bench --embedded --out-dir bench-embedded                 # the embedded model's main job, RTF
   tortoise-lab bench --steps --out-dir bench-steps                       # what each lossless-path change buys
+  tortoise-lab bench --cluster --out-dir bench-cluster                   # read on 1 and 2 Ray workers vs 1 process
 """
 
 
@@ -58,8 +59,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             check_output_folder(path, flag)
     if args.json is not None:
         check_output_file(args.json, "--json")
-    if args.embedded and args.steps:
-        raise CliError("bench --embedded and --steps are two different benchmarks; run one at a time.")
+    if sum(map(bool, (args.embedded, args.steps, args.cluster))) > 1:
+        raise CliError("bench --embedded, --steps and --cluster are different benchmarks; run one at a time.")
+    if args.cluster:
+        return _bench_cluster(args)
     if args.embedded:
         return _bench_embedded(args)
     if args.steps:
@@ -266,6 +269,31 @@ def _bench_steps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_cluster(args: argparse.Namespace) -> int:
+    """``bench --cluster``: read on a local Ray cluster with 1 and 2 workers, beside one process."""
+    from tortoise_lab.cluster import RayMissing
+    from tortoise_lab.tools.bench.cluster_read import run_cluster_benchmark
+
+    unused = [flag for flag, value in (("--against-reference", args.against_reference), ("--configs", args.configs),
+                                       ("--max-mel-tokens", args.max_mel_tokens), ("--weights-dir", args.weights_dir),
+                                       ("--device", args.device)) if value]
+    if unused:
+        raise CliError(f"bench --cluster reads on CPU workers and takes no {unused[0]}; drop it.")
+    try:
+        record = run_cluster_benchmark("tiny" if args.quick else "embedded", args.text,
+                                       preset=args.preset or ("ultra_fast" if args.quick else "fast"),
+                                       repeats=args.repeats or 1, seed=args.seed, out_dir=args.out_dir)
+    except RayMissing as error:
+        raise CliError(str(error), EXIT_NEEDS_FETCH) from None
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    if args.json is not None:
+        from tortoise_lab.files import write_json
+
+        write_json(args.json, record)
+    return 0
+
+
 def _add_bench_parser(verbs) -> None:
     bench = verbs.add_parser("bench", help="time each stage per option combination, beside upstream tortoise-tts",
                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EXAMPLES,
@@ -285,6 +313,11 @@ def _add_bench_parser(verbs) -> None:
                        help="time each lossless-path change's piece of work (the AR step, the latent pass, a guided "
                             "diffusion step) before and after it, in one process, with a profile of the AR step "
                             "(writes bench-steps.json/.md with --out-dir)")
+    bench.add_argument("--cluster", action="store_true",
+                       help="time `read` of a paragraph on a local Ray cluster with 1 and 2 workers beside one "
+                            "process: the overhead per chunk and the speed-up, each on one torch thread (embedded "
+                            "model; --quick: the tiny one; needs the cluster extra; writes bench-cluster.json/.md "
+                            "with --out-dir)")
     bench.add_argument("--text", default=None, metavar="TEXT",
                        help="the text spoken (default: a pangram; with --embedded, a paragraph of twelve sentences)")
     bench.add_argument("-p", "--preset", default=None, metavar="PRESET",

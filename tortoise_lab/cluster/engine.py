@@ -165,27 +165,43 @@ class RayReader:
 
     # ------------------------------------------------------------------------------------------- the chunks
 
+    def _worker_spec(self, tts, spec: str, settings: Settings) -> WorkerSpec:
+        from tortoise_lab.voices import RANDOM_VOICE
+
+        if settings.inference.device != self.device:
+            raise ValueError(f"the settings say device {settings.inference.device!r} but the cluster's workers use "
+                             f"{self.device!r}; build them with device=reader.device.")
+        self._identity = models_identity(tts.models)
+        kind = tts.models.kind
+        return WorkerSpec("tiny" if kind == "random" else kind, self.device, self.threads, self.models_dir,
+                          random_voice=spec.strip() == RANDOM_VOICE, cvvp=settings.cvvp_amount > 0,
+                          faults=os.environ.get(FAULTS_VARIABLE, ""))
+
+    def start(self, tts, spec: str, settings: Settings, count: int | None = None) -> float:
+        """Start ``count`` workers (default ``workers``) for a read like ``read``'s and wait until each has loaded its
+        models; the seconds it took. ``read`` starts them itself; this keeps the start out of a timing."""
+        clock = time.perf_counter()
+        self._pool(self._worker_spec(tts, spec, settings), count or self.workers)
+        while self._starting:
+            [ref], _ = self._ray.wait(list(self._starting), num_returns=1)
+            self._started(ref)
+        if not self._free:
+            raise ClusterError(f"no Ray worker could start: {self._start_error}.")
+        return time.perf_counter() - clock
+
     def read(self, tts, jobs: list[ChunkJob], spec: str, settings: Settings, voices_dir=None,
              say: Callable[[str], None] = lambda message: None) -> Iterator[ChunkOutcome]:
         """Make ``jobs`` on the cluster and hand back each outcome as it arrives (``read_voice`` calls this)."""
         if not jobs:
             return
-        if settings.inference.device != self.device:
-            raise ValueError(f"the settings say device {settings.inference.device!r} but the cluster's workers use "
-                             f"{self.device!r}; build them with device=reader.device.")
-        from tortoise_lab.voices import RANDOM_VOICE
-
-        kind = tts.models.kind
-        worker_spec = WorkerSpec("tiny" if kind == "random" else kind, self.device, self.threads, self.models_dir,
-                                 random_voice=spec.strip() == RANDOM_VOICE, cvvp=settings.cvvp_amount > 0,
-                                 faults=os.environ.get(FAULTS_VARIABLE, ""))
-        self._identity = models_identity(tts.models)
+        worker_spec = self._worker_spec(tts, spec, settings)
         wanted = min(self.workers, len(jobs))
         if wanted > self.slots:
             say(f"  {wanted} workers asked for, the cluster has room for {self.slots} now: the others start when "
                 "there is room.")
         self._pool(worker_spec, wanted)
-        say(f"  on Ray: {wanted} {self.device} worker(s), {self.threads} torch thread(s) each")
+        count = len(self._free) + len(self._starting) + len(self._busy)
+        say(f"  on Ray: {count} {self.device} worker(s), {self.threads} torch thread(s) each")
         yield from self._run(list(jobs), spec, settings, [str(d) for d in voices_dir or []] or None)
 
     def _run(self, jobs: list[ChunkJob], spec: str, settings: Settings, voices_dir):
