@@ -86,6 +86,8 @@ def _engine(args: argparse.Namespace):
                            progress=not args.quiet)
     except RayMissing as error:
         raise CliError(str(error), EXIT_NEEDS_FETCH) from None
+    except ClusterError as error:
+        raise CliError(str(error), EXIT_FAILED) from None
     with reader:
         try:
             yield reader

@@ -103,7 +103,13 @@ class RayReader:
         self._owned = not ray.is_initialized()
         if self._owned:
             options = {"include_dashboard": False} if address is None else {"address": address}
-            ray.init(**options, log_to_driver=False, logging_level=logging.ERROR)
+            try:
+                ray.init(**options, log_to_driver=False, logging_level=logging.ERROR)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                where = "a local cluster could not start" if address is None else f"no Ray cluster at {address}"
+                raise ClusterError(f"{where} ({_ANSI.sub('', str(error)).splitlines()[0]}); start one with `ray "
+                                   "start --head` and pass --ray auto, or leave the address out for a local one."
+                                   ) from None
         resources = ray.cluster_resources()
         self.device = cluster_device(device, resources.get("GPU", 0))
         self.threads, self.models_dir, self.progress = threads, models_dir, progress
