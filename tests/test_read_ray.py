@@ -84,7 +84,7 @@ def _wait_for(condition, what: str, driver: subprocess.Popen | None = None, log:
 @pytest.fixture(scope="module")
 def cluster():
     """One local Ray cluster for the module; its GCS address (the killed driver joins it by that)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -164,6 +164,12 @@ def test_workers_make_the_same_bytes_as_one_process(cluster, book, reference, tm
     # them all; in the tests below a chunk is held on one worker while another makes the rest.
     assert 1 <= len(makers) <= workers
     assert "combined in combined.wav" in capsys.readouterr().out
+    if workers == 2:  # --regenerate redoes just those chunks on the cluster, to the same bytes
+        before = {p.name: p.stat().st_mtime_ns for p in folder.glob("[0-9]*.wav")}
+        assert book.read(tmp_path, "--ray", "--workers", "2", "--regenerate", "1,4") == 0
+        after = {p.name: p.stat().st_mtime_ns for p in folder.glob("[0-9]*.wav")}
+        assert sorted(name for name in before if before[name] != after[name]) == ["1.wav", "4.wav"]
+        assert _output(tmp_path).wavs == reference.wavs
 
 
 # The README's Python block (section "A book on a cluster"), made cheap; each documented text must be found once.

@@ -189,7 +189,8 @@ class LocalReader:
                 speech = tts.tts(job.text, voice=voice, seed=job.seed, settings=settings)
                 yield ChunkOutcome(job.index, speech, str(tts.device), torch.get_num_threads())
         finally:
-            torch.set_num_threads(before)
+            if self.threads is not None:
+                torch.set_num_threads(before)
 
 
 def plan_read(tts: TextToSpeech, text_file: str | Path, chunks: list[str], spec: str, settings: Settings,

@@ -102,7 +102,8 @@ class RayReader:
             raise ValueError(f"threads must be at least 1, not {threads}.")
         self._owned = not ray.is_initialized()
         if self._owned:
-            options = {"include_dashboard": False} if address is None else {"address": address}
+            # "local": a new cluster for the run, even where `ray start` left one running on this machine.
+            options = {"address": "local", "include_dashboard": False} if address is None else {"address": address}
             try:
                 ray.init(**options, log_to_driver=False, logging_level=logging.ERROR)
             except (ConnectionError, RuntimeError, ValueError) as error:
