@@ -142,6 +142,15 @@ def test_addresses_and_devices_a_cluster_read_takes():
         cluster_device("cuda:1", 8)
 
 
+def test_a_run_removes_the_scratch_a_killed_one_left(book, tmp_path):
+    folder = tmp_path / "story" / "alpha"
+    folder.mkdir(parents=True)
+    left = folder / ".3.wav.0123456789ab.part"  # files.scratch_path's name: a WAV a SIGKILL cut short
+    left.write_bytes(b"RIFF")
+    assert book.read(tmp_path, "--threads", "1") == 0
+    assert not left.exists() and not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
 def test_the_ray_pin_is_the_cluster_extras_and_constraints():
     pins = [line.split("#")[0].strip() for line in (REPO / "constraints.txt").read_text().splitlines()]
     assert RAY_PIN in pins
