@@ -123,7 +123,8 @@ def test_quick_run_without_reference_writes_the_json_file(weights_dir, tmp_path)
     (["--embedded"], "bench --embedded times the embedded model's defaults and takes no --quick; drop it."),
     (["--steps", "--configs", "kv_cache"], "bench --steps times pieces of the work on random weights and takes no "
                                            "--configs; drop it."),
-    (["--steps", "--embedded"], "bench --embedded and --steps are two different benchmarks; run one at a time."),
+    (["--steps", "--embedded"], "bench --embedded, --steps and --cluster are different benchmarks; run one at a time."),
+    (["--cluster", "--steps"], "bench --embedded, --steps and --cluster are different benchmarks; run one at a time."),
 ])
 def test_a_bad_option_is_one_clear_error(argv, message, capsys):
     assert cli.main(["bench", "--quick", *argv]) == cli.EXIT_BAD_INPUT

@@ -231,15 +231,19 @@ def add_train_parser(verbs) -> None:
     train.add_argument("train_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # main() hands these on
 
 
+def _refuse_unused(args: argparse.Namespace, what: str, flags: tuple[str, ...]) -> None:
+    """One sentence for the first of ``flags`` (as typed, e.g. "--configs") given to a bench mode that takes none."""
+    given = [flag for flag in flags if getattr(args, flag.lstrip("-").replace("-", "_"))]
+    if given:
+        raise CliError(f"{what} and takes no {given[0]}; drop it.")
+
+
 def _bench_embedded(args: argparse.Namespace) -> int:
     """``bench --embedded``: the embedded model's main job, its defaults beside the previous ones."""
     from tortoise_lab.tools.bench.embedded import run_embedded_benchmark
 
-    unused = [flag for flag, value in (("--quick", args.quick), ("--against-reference", args.against_reference),
-                                       ("--configs", args.configs), ("--max-mel-tokens", args.max_mel_tokens),
-                                       ("--weights-dir", args.weights_dir)) if value]
-    if unused:
-        raise CliError(f"bench --embedded times the embedded model's defaults and takes no {unused[0]}; drop it.")
+    _refuse_unused(args, "bench --embedded times the embedded model's defaults",
+                   ("--quick", "--against-reference", "--configs", "--max-mel-tokens", "--weights-dir"))
     try:
         run_embedded_benchmark(**({"text": args.text} if args.text else {}), preset=args.preset or "fast",
                                repeats=args.repeats or 3, seed=args.seed, device=args.device, out_dir=args.out_dir,
@@ -253,12 +257,9 @@ def _bench_steps(args: argparse.Namespace) -> int:
     """``bench --steps``: each lossless-path change's piece of work, before and after, in one process."""
     from tortoise_lab.tools.bench.steps import run_step_benchmark
 
-    unused = [flag for flag, value in (("--against-reference", args.against_reference), ("--configs", args.configs),
-                                       ("--max-mel-tokens", args.max_mel_tokens), ("--weights-dir", args.weights_dir),
-                                       ("--text", args.text), ("--preset", args.preset), ("--json", args.json))
-              if value]
-    if unused:
-        raise CliError(f"bench --steps times pieces of the work on random weights and takes no {unused[0]}; drop it.")
+    _refuse_unused(args, "bench --steps times pieces of the work on random weights",
+                   ("--against-reference", "--configs", "--max-mel-tokens", "--weights-dir", "--text", "--preset",
+                    "--json"))
     try:
         rows, _ = run_step_benchmark(quick=args.quick, repeats=args.repeats or 5, out_dir=args.out_dir)
     except ValueError as error:
@@ -274,11 +275,8 @@ def _bench_cluster(args: argparse.Namespace) -> int:
     from tortoise_lab.cluster import RayMissing
     from tortoise_lab.tools.bench.cluster_read import run_cluster_benchmark
 
-    unused = [flag for flag, value in (("--against-reference", args.against_reference), ("--configs", args.configs),
-                                       ("--max-mel-tokens", args.max_mel_tokens), ("--weights-dir", args.weights_dir),
-                                       ("--device", args.device)) if value]
-    if unused:
-        raise CliError(f"bench --cluster reads on CPU workers and takes no {unused[0]}; drop it.")
+    _refuse_unused(args, "bench --cluster reads on CPU workers",
+                   ("--against-reference", "--configs", "--max-mel-tokens", "--weights-dir", "--device"))
     try:
         record = run_cluster_benchmark("tiny" if args.quick else "embedded", args.text,
                                        preset=args.preset or ("ultra_fast" if args.quick else "fast"),
