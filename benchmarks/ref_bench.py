@@ -38,6 +38,15 @@ WEIGHT_FILES = ("autoregressive.pth", "diffusion_decoder.pth", "clvp2.pth", "voc
 STAGES = ("conditioning", "autoregressive", "ranking", "ar_latents", "diffusion", "vocoder", "hifigan")
 
 
+def _huge_pages_mb():
+    """MiB of this process on transparent huge pages (Linux), as tortoise_lab's worker records it."""
+    try:
+        with open("/proc/self/smaps_rollup") as rollup:
+            return next(int(line.split()[1]) for line in rollup if line.startswith("AnonHugePages:")) / 1024
+    except (OSError, StopIteration):
+        return None
+
+
 def build_models(kwargs: dict):
     """Upstream's four networks at the sizes in ``kwargs`` (random init; weights come from files or randomize_)."""
     from tortoise.models.autoregressive import UnifiedVoice
@@ -189,7 +198,7 @@ def run(spec: dict) -> dict:
         "stage_times_s": stage_times,
         "load_s": load_s,
         "audio_s": wav.numel() / 24000,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "huge_pages_mb": _huge_pages_mb(),
         "codes": chosen["codes"].reshape(-1).tolist(),
         "notes": notes,
         "versions": {"torch": torch.__version__, "tortoise-tts": _version("tortoise-tts"),
@@ -302,7 +311,8 @@ def run_fast(spec: dict) -> dict:
     record = {
         "impl": "reference", "device": str(device), "times_s": times, "first_audio_times_s": first_audio,
         "stage_times_s": stage_times, "load_s": load_s, "audio_s": wav.numel() / 24000,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "codes": drawn["codes"],
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "huge_pages_mb": _huge_pages_mb(),
+        "codes": drawn["codes"],
         "pieces": pieces, "notes": [],
         "versions": {"torch": torch.__version__, "tortoise-tts": _version("tortoise-tts"),
                      "transformers": _version("transformers")},

@@ -167,12 +167,14 @@ def test_the_step_benchmark_times_each_change_before_and_after(tmp_path, capsys)
     printed = capsys.readouterr().out
     record = json.loads((tmp_path / "bench-steps.json").read_text())
     pieces = [row["piece"] for row in record["rows"]]
-    assert pieces[:3] == ["AR decode step, batch 16", "AR decode step, batch 1", "AR latent pass, 1 row of 48 codes"]
-    assert pieces[3].startswith("guided diffusion step") and len(pieces) == 4
+    assert pieces[:4] == ["AR decode step, batch 16", "AR decode step, batch 1", "AR decode step, batch 1",
+                          "AR latent pass, 1 row of 48 codes"]
+    assert pieces[4].startswith("guided diffusion step") and len(pieces) == 5
+    assert [row["after"] for row in record["rows"][1:3]] == ["prepacked weights (for 1 row)", "prepacked for 1 row"]
     for row in record["rows"]:
         assert row["before_ms"] > 0 and row["after_ms"] > 0 and row["piece"] in printed
         assert row["max_difference"] < 1e-4  # every change keeps the numbers, within fp32 rounding
     assert set(record["profiles"]) == {"plain", "prepacked"}
     assert "aten::addmm" in record["profiles"]["plain"] and "mkldnn" in record["profiles"]["prepacked"]
     table = (tmp_path / "bench-steps.md").read_text()
-    assert "| AR decode step, batch 16 | plain weights | prepacked weights |" in table
+    assert "| AR decode step, batch 16 | plain weights | prepacked weights (for 16 rows) |" in table

@@ -318,6 +318,8 @@ def test_packed_copy_shares_the_rest_leaves_the_model_alone_and_follows_its_weig
     assert packed.mel_embedding.weight is source.mel_embedding.weight  # shared, not copied
     assert packed.gpt.h[0].attn.c_attn.bias is source.gpt.h[0].attn.c_attn.bias
     assert prepack_linears(source, 16) is packed  # one copy per model while its weights stay as they are
+    single = prepack_linears(source, 1)  # and per rows hint: laid out for one-row steps
+    assert single is not packed and prepack_linears(source, 1) is single
     cond, text, codes = torch.randn(2, 64), torch.randint(1, 200, (2, 7)), torch.randint(0, 8192, (2, 5))
     with torch.no_grad():
         assert torch.allclose(packed(cond, text, codes).mel, source(cond, text, codes).mel, **FP32_TOL)

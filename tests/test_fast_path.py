@@ -73,6 +73,19 @@ def test_the_fast_path_decodes_the_latents_its_steps_computed(tts, voice, monkey
     assert (torch.cat(list(streamed), dim=-1) - again.wav).abs().max() < 1e-6
 
 
+def test_the_fast_path_decodes_with_weights_packed_for_one_sample(tts):
+    """A step of the fast path multiplies one row by every weight: packed for one row (not the main path's batch),
+    which is about a tenth faster at the official size (benchmarks/README.md)."""
+    from tortoise_lab.config import DEFAULT_BATCH_SIZE
+    from tortoise_lab.fast import prepack_linears
+
+    fast, _ = tts.prepare(Settings(decoder="hifigan", max_mel_tokens=24))
+    main, _ = tts.prepare(Settings(max_mel_tokens=24))
+    assert fast.used["prepack"] and main.used["prepack"]
+    assert fast.model is prepack_linears(tts.models.gpt, 1)
+    assert main.model is prepack_linears(tts.models.gpt, DEFAULT_BATCH_SIZE) and main.model is not fast.model
+
+
 def test_speed_options_apply_as_on_the_main_path(tts, voice):
     """half, DeepSpeed and compile on CPU: each noted and not used, as on the main path, and the audio unchanged."""
     plain = tts.tts(TEXT, voice=voice, seed=5, **FAST)

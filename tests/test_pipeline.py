@@ -258,7 +258,7 @@ def test_a_prepared_decoder_that_went_stale_is_built_again(monkeypatch):
         def is_stale(self):
             return id(self) in stale
 
-    monkeypatch.setattr(pipeline_module, "prepare_decoder", lambda gpt, options: (Prepared(options), []))
+    monkeypatch.setattr(pipeline_module, "prepare_decoder", lambda gpt, options, rows: (Prepared(options), []))
     fast = Settings.from_preset("ultra_fast", deepspeed=True)
     halved = fast.replace(half=True)
     first, _ = tts.prepare(fast)

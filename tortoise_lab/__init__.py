@@ -24,4 +24,15 @@ file). Apart: train/ (the embedded model's training recipe, and experiments/). R
 whole map.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# Large tensors on transparent huge pages: with THP_MEM_ALLOC_ENABLE=1 PyTorch's CPU allocator asks the kernel for
+# 2 MB pages (madvise) for every allocation of 2 MB or more. It reads the variable once, at its first allocation, so
+# this takes effect when tortoise_lab is imported before torch allocates anything: the CLI, the benchmark's
+# workers, code that imports tortoise_lab first. Same numbers; a decode step, which streams the model's weights
+# from memory, runs about a tenth faster (benchmarks/README.md, "The fast path and streaming"). A value set
+# beforehand (THP_MEM_ALLOC_ENABLE=0 turns it off) is left alone; HUGE_PAGES_BY_DEFAULT says whether it was ours.
+HUGE_PAGES_BY_DEFAULT = "THP_MEM_ALLOC_ENABLE" not in _os.environ
+_os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

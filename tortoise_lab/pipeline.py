@@ -24,7 +24,8 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from tortoise_lab.config import OUTPUT_SAMPLE_RATE, SEED_RANGE, TEXT_SPLIT_MAX, InferenceOptions, Settings, draw_seed
+from tortoise_lab.config import (DEFAULT_BATCH_SIZE, OUTPUT_SAMPLE_RATE, SEED_RANGE, TEXT_SPLIT_MAX, InferenceOptions,
+                                 Settings, draw_seed)
 from tortoise_lab.device import choose_device
 from tortoise_lab.model_set import Chain, ModelSet
 from tortoise_lab.stages.conditioning import voice_latents
@@ -59,7 +60,7 @@ class TextToSpeech:
         self.aligner = aligner
         self.progress = progress
         self._aligner_error: str | None = None
-        self._decoders: dict[InferenceOptions, tuple[PreparedDecoder, list[str]]] = {}
+        self._decoders: dict[tuple[InferenceOptions, int], tuple[PreparedDecoder, list[str]]] = {}  # by rows too
 
     @property
     def device(self) -> torch.device:
@@ -96,11 +97,13 @@ class TextToSpeech:
         """Build, once per option set, what ``settings`` runs with: the AR decoder with its speed-ups (KV cache,
         half, DeepSpeed, compile, int8) and the ranker's int8 copy. Returns the decoder and one sentence per
         option asked for but not used. ``tts`` calls it; call it first to keep the building out of a timing."""
-        options = settings.inference
-        if options not in self._decoders or self._decoders[options][0].is_stale():  # options toggled back and forth
-            self._decoders[options] = prepare_decoder(self.models.gpt, options)
-        self.models.chain(settings.decoder).ranker.prepare(options, self.device)
-        return self._decoders[options]
+        options, chain = settings.inference, self.models.chain(settings.decoder)
+        rows = 1 if chain.decoder.reads_drawn_latents else DEFAULT_BATCH_SIZE  # the fast path draws one sample
+        key = (options, rows)
+        if key not in self._decoders or self._decoders[key][0].is_stale():  # options toggled back and forth
+            self._decoders[key] = prepare_decoder(self.models.gpt, options, rows)
+        chain.ranker.prepare(options, self.device)
+        return self._decoders[key]
 
     def tts(self, text: str, voice: Voice | None = None, preset: str = "fast", seed: int | None = None,
             settings: Settings | None = None, on_step: StepCallback | None = None, **overrides) -> Speech:

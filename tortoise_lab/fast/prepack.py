@@ -50,9 +50,10 @@ class PackedLinear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
 
-# One packed copy per model, kept while the model lives and its weights are unchanged: every prepared decoder of a
-# pipeline (one per option set) decodes with the same copy instead of packing the weights again.
-_PACKED: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], nn.Module]]" = weakref.WeakKeyDictionary()
+# One packed copy per model and rows hint, kept while the model lives and its weights are unchanged: every prepared
+# decoder of a pipeline (one per option set) decodes with the same copy instead of packing the weights again.
+_PACKED: "weakref.WeakKeyDictionary[nn.Module, dict[int, tuple[tuple[int, ...], nn.Module]]]" = (
+    weakref.WeakKeyDictionary())
 
 
 def prepack_linears(module: nn.Module, rows_hint: int) -> nn.Module:
@@ -61,14 +62,16 @@ def prepack_linears(module: nn.Module, rows_hint: int) -> nn.Module:
     Every other parameter is shared with ``module`` (no second copy of embeddings or norms); the packed weights
     are new memory, the size of the fp32 linear weights. ``module`` itself is left as it was. The copy is a
     snapshot of the weights: asked again after they changed (loaded, trained: tensor versions tell), it packs anew;
-    asked again with unchanged weights, it returns the same copy.
+    asked again with unchanged weights and the same ``rows_hint``, it returns the same copy. Each hint has its own
+    copy (the main path packs for its batch, the fast path for one sample): a process running both holds two.
     """
     versions = tuple(tensor._version for tensor in module.parameters())
-    cached = _PACKED.get(module)
+    copies = _PACKED.setdefault(module, {})
+    cached = copies.get(rows_hint)
     if cached is not None and cached[0] == versions:
         return cached[1]
     packed = _packed_copy(module, rows_hint)
-    _PACKED[module] = (versions, packed)
+    copies[rows_hint] = (versions, packed)
     return packed
 
 

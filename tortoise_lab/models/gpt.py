@@ -123,6 +123,12 @@ class KVCache(nn.Module):
         return self.k_cache, self.v_cache
 
 
+def cache_mask(input_pos: torch.Tensor, slots: int) -> torch.Tensor:
+    """(T, slots) bool: the cache slots each of the T queries at ``input_pos`` (T,) sees, those up to its own. Slots
+    not yet written lie beyond every query's own, so the same mask hides them."""
+    return torch.arange(slots, device=input_pos.device)[None, :] <= input_pos[:, None]
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -132,8 +138,10 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = InOutLinear(config.model_dim, config.model_dim)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, T, C). With ``input_pos`` (T,) the keys and values go through the cache; else T is the sequence."""
+    def forward(self, x: torch.Tensor, input_pos: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, C). With ``input_pos`` (T,) the keys and values go through the cache, and ``mask`` (T, S) is
+        ``cache_mask(input_pos, S)`` (made here when not given); else T is the sequence."""
         batch, length, channels = x.shape
         q, k, v = self.c_attn(x).split(channels, dim=-1)  # each (B, T, C)
         q, k, v = (t.view(batch, length, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
@@ -146,9 +154,8 @@ class CausalSelfAttention(nn.Module):
             # A shared prompt runs as one row and is written into every row of the cache (the write broadcasts);
             # it attends to its own row only.
             k, v = k[:batch], v[:batch]
-            # Each query sees the slots up to its own; slots not yet written are masked out the same way.
-            slots = torch.arange(k.shape[2], device=x.device)
-            mask = slots[None, :] <= input_pos[:, None]  # (T, S)
+            if mask is None:
+                mask = cache_mask(input_pos, k.shape[2])
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = out.transpose(1, 2).reshape(batch, length, channels)  # (B, T, C)
         return self.c_proj(out)
@@ -174,8 +181,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.model_dim, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), input_pos)
+    def forward(self, x: torch.Tensor, input_pos: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), input_pos, mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -188,8 +196,11 @@ class Transformer(nn.Module):
         self.ln_f = nn.LayerNorm(config.model_dim, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
+        mask = None
+        if input_pos is not None and len(self.h) and self.h[0].attn.kv_cache is not None:
+            mask = cache_mask(input_pos, self.h[0].attn.kv_cache.max_seq_len)  # once, not once per layer
         for block in self.h:
-            x = block(x, input_pos)
+            x = block(x, input_pos, mask)
         return self.ln_f(x)
 
 

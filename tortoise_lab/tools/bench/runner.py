@@ -20,10 +20,23 @@ from tortoise_lab.tools.bench.configs import (CONFIGS, DEFAULT_CONFIGS, DEFAULT_
                                               WEIGHTS_SEED, WEIGHTS_STAMP, BenchOptions)
 from tortoise_lab.tools.bench.report import write_reports
 
-__all__ = ["run_benchmark", "ensure_weights", "upstream_model_kwargs", "reference_python", "write_clips"]
+__all__ = ["run_benchmark", "ensure_weights", "upstream_model_kwargs", "reference_python", "reference_env",
+           "write_clips"]
 
 
 # ------------------------------------------------------------------------------------------------- weights
+
+
+def reference_env() -> dict:
+    """The environment upstream runs in: this one without the huge pages tortoise_lab turns on for itself
+    (``tortoise_lab.HUGE_PAGES_BY_DEFAULT``), so upstream runs as its users run it; a THP_MEM_ALLOC_ENABLE set
+    before tortoise_lab was imported is the user's and applies to both."""
+    import tortoise_lab
+
+    env = dict(os.environ)
+    if tortoise_lab.HUGE_PAGES_BY_DEFAULT:
+        env.pop("THP_MEM_ALLOC_ENABLE", None)
+    return env
 
 
 def reference_python() -> Path:
@@ -115,10 +128,10 @@ def write_clips(folder: Path, voice: str = DEFAULT_VOICE, count: int | None = No
 # ------------------------------------------------------------------------------------------------- running
 
 
-def _run_worker(command: list[str], label: str, out_dir: Path | None = None) -> dict:
+def _run_worker(command: list[str], label: str, out_dir: Path | None = None, env: dict | None = None) -> dict:
     """Run one worker process; its record, or {"error": ...} with its last line of output when it failed (the
     whole output goes to ``out_dir/logs/`` when there is an out_dir)."""
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RECORD_PREFIX)]
     if done.returncode != 0 or not lines:
         output = (done.stderr or done.stdout).strip().splitlines() or ["(no output)"]
@@ -256,7 +269,7 @@ def _run_reference(name, options, weights, clips, work, wav_dir, device, say) ->
     spec_path.write_text(json.dumps(spec))
     say(f"reference/{name}: {repeats} timed run(s)...")
     raw = _run_worker([str(reference_python()), str(REF_WORKER), "run", str(spec_path)], f"reference/{name}",
-                      options.out_dir)
+                      options.out_dir, reference_env())
     return _finish({**_base_record("reference", name, preset, settings, options, repeats), **raw}, settings, wav,
                    options, say)
 

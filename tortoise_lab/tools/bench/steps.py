@@ -8,8 +8,9 @@ outputs (0 where they are bit-identical; fp32 rounding otherwise). With ``profil
 ``torch.profiler`` table of one AR decode step, plain and prepacked: where the step's time goes.
 
 The pieces: the AR decode step at batch 16 (the diffusion path's sampling) and at batch 1 (the fast path's), with
-plain and prepacked weights (``fast.prepack``); the AR latent pass of one chosen row; one guided diffusion step as
-two network calls and as one batch of two (``diffusion_sampler.sample``'s ``paired``).
+plain and prepacked weights (``fast.prepack``), and at batch 1 with weights packed for 16 rows and for one; the AR
+latent pass of one chosen row; one guided diffusion step as two network calls and as one batch of two
+(``diffusion_sampler.sample``'s ``paired``).
 """
 
 from __future__ import annotations
@@ -90,20 +91,25 @@ def run_step_benchmark(quick: bool = False, repeats: int = 5, profile: bool = Tr
     torch.manual_seed(0)
     log(f"Building random {size} networks...")
     gpt = UnifiedVoice(GPTConfig.from_name(size)).eval()
-    packed = prepack_linears(gpt, 16)
+    packed = prepack_linears(gpt, 16)  # as the main path packs (its batch)
+    single = prepack_linears(gpt, 1)  # as the fast path packs (one sample)
     diffusion = DiffusionDecoder(DiffusionConfig.from_name(size)).eval()
     rows: list[StepComparison] = []
     profiles: dict[str, str] = {}
     with torch.no_grad():
-        for batch in (16, 1):
+        for batch, copy in ((16, packed), (1, single)):
             log(f"AR decode step, batch {batch}...")
-            plain_step, packed_step = _decode_step(gpt, batch), _decode_step(packed, batch)
-            rows.append(StepComparison(f"AR decode step, batch {batch}", "plain weights", "prepacked weights",
+            plain_step, packed_step = _decode_step(gpt, batch), _decode_step(copy, batch)
+            rows.append(StepComparison(f"AR decode step, batch {batch}", "plain weights",
+                                       f"prepacked weights (for {batch} row{'s' if batch > 1 else ''})",
                                        *_alternate(plain_step, packed_step, repeats)))
             if profile and batch == 16:
                 profiles = {name: _profile(step) for name, step in (("plain", plain_step), ("prepacked", packed_step))}
-        gpt.clear_caches()
-        packed.clear_caches()
+        log("AR decode step, batch 1, weights packed for 16 rows and for 1...")
+        rows.append(StepComparison("AR decode step, batch 1", "prepacked for 16 rows", "prepacked for 1 row",
+                                   *_alternate(_decode_step(packed, 1), _decode_step(single, 1), repeats)))
+        for model in (gpt, packed, single):
+            model.clear_caches()
 
         log("AR latent pass of the chosen row...")
         config = gpt.config

@@ -11,13 +11,24 @@ import time
 
 from tortoise_lab.tools.bench.configs import EXPECTED_NOTES, STAGES
 
-__all__ = ["worker", "peak_mb"]
+__all__ = ["worker", "peak_mb", "huge_pages_mb"]
 
 
 def peak_mb() -> float:
     """The process's peak resident memory in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if platform.system() == "Darwin" else peak / 1024
+
+
+def huge_pages_mb() -> float | None:
+    """MiB of this process's memory on transparent huge pages now (Linux; None elsewhere): whether the
+    THP_MEM_ALLOC_ENABLE of ``tortoise_lab/__init__.py`` took effect in this run."""
+    try:
+        with open("/proc/self/smaps_rollup") as rollup:
+            line = next(line for line in rollup if line.startswith("AnonHugePages:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 1024
 
 
 def worker(spec: dict) -> dict:
@@ -81,7 +92,8 @@ def worker(spec: dict) -> dict:
         "impl": "tortoise_lab", "device": str(device), "times_s": times, "first_audio_times_s": first_audio,
         "stage_times_s": stage_times, "pieces": timelines[0] if timelines else None,
         "load_s": load_s, "prepare_s": prepare_s, "warmup": spec["warmup"], "audio_s": first.duration,
-        "peak_mb": peak_mb(), "codes": first.codes[0].reshape(-1).tolist(), "used": decoder.used,
+        "peak_mb": peak_mb(), "huge_pages_mb": huge_pages_mb(), "codes": first.codes[0].reshape(-1).tolist(),
+        "used": decoder.used,
         "settings": {k: v for k, v in first.settings.items() if k != "text_split"}, "notes": notes,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
