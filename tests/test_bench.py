@@ -158,6 +158,7 @@ def test_the_embedded_benchmark_times_the_defaults_beside_the_previous_ones(tmp_
     assert json.loads((tmp_path / "bench-embedded.json").read_text())["configurations"].keys() == {
         "previous defaults", "defaults"}
     assert "as fast as the previous defaults" in (tmp_path / "bench-embedded.md").read_text()
+    assert (tmp_path / "paragraph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # espeak-ng's and both spectrograms
     with pytest.raises(ValueError, match="at least 1"):
         run_embedded_benchmark(text, repeats=0)
 

@@ -26,7 +26,7 @@ from typing import Callable
 
 from tortoise_lab.files import write_json, write_text
 
-__all__ = ["EMBEDDED_TEXT", "run_embedded_benchmark", "embedded_table"]
+__all__ = ["EMBEDDED_TEXT", "run_embedded_benchmark", "embedded_table", "plot_spectrograms"]
 
 # The paragraph the issue that made the embedded defaults measured: twelve plain sentences.
 EMBEDDED_TEXT = " ".join(f"This is a fairly ordinary sentence number {word}." for word in
@@ -46,12 +46,12 @@ def _model_sets(device: str | None):
     return {"previous defaults": previous, "defaults": current}, load_s
 
 
-def _espeak_seconds(text: str) -> float | None:
+def _espeak_reading(text: str):
+    """espeak-ng's reading of ``text`` by the default voice's speaker, (1, N) at 24 kHz; None without espeak-ng."""
     import shutil
 
     from tortoise_lab.audio import load_audio
     from tortoise_lab.config import OUTPUT_SAMPLE_RATE
-    from tortoise_lab.stages.pacing import speech_seconds
     from tortoise_lab.text import clean_text
 
     if shutil.which("espeak-ng") is None:
@@ -60,14 +60,43 @@ def _espeak_seconds(text: str) -> float | None:
         path = Path(scratch) / "espeak.wav"
         subprocess.run(["espeak-ng", *ESPEAK_SPEAKER, "-w", str(path), clean_text(text)], check=True,
                        capture_output=True)
-        return speech_seconds(load_audio(path, OUTPUT_SAMPLE_RATE), OUTPUT_SAMPLE_RATE)
+        return load_audio(path, OUTPUT_SAMPLE_RATE)
+
+
+def plot_spectrograms(wavs: dict, path: str | Path) -> Path:
+    """One log-mel spectrogram per (title -> (1, N) 24 kHz audio), stacked on one time axis: ``paragraph.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tortoise_lab.audio import HOP_LENGTH, univnet_mel
+    from tortoise_lab.config import OUTPUT_SAMPLE_RATE
+
+    longest = max(wav.shape[-1] for wav in wavs.values()) / OUTPUT_SAMPLE_RATE
+    figure, axes = plt.subplots(len(wavs), 1, figsize=(14, 2.2 * len(wavs)), sharex=True, squeeze=False)
+    for axis, (title, wav) in zip(axes[:, 0], wavs.items()):
+        mel = univnet_mel(wav.float())
+        seconds = mel.shape[-1] * HOP_LENGTH / OUTPUT_SAMPLE_RATE
+        axis.imshow(mel.numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, mel.shape[0]), cmap="magma")
+        axis.set_title(f"{title}: {wav.shape[-1] / OUTPUT_SAMPLE_RATE:.1f} s", fontsize=10, loc="left")
+        axis.set_ylabel("mel band")
+        axis.set_xlim(0, longest)
+    axes[-1, 0].set_xlabel("seconds")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
 
 
 def run_embedded_benchmark(text: str = EMBEDDED_TEXT, preset: str = "fast", repeats: int = 3, seed: int = 3,
                            device: str | None = None, out_dir: str | Path | None = None,
                            json_path: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
     """Time both configurations (see the module docstring); returns the record also written to ``out_dir``
-    (bench-embedded.json, bench-embedded.md, and each configuration's WAV) and ``json_path``."""
+    (bench-embedded.json, bench-embedded.md, each configuration's WAV, and paragraph.png: the log-mel
+    spectrograms of espeak-ng's reading and of both configurations') and ``json_path``."""
     from tortoise_lab.config import OUTPUT_SAMPLE_RATE
     from tortoise_lab.model_set import EMBEDDED_DEFAULT_VOICE
     from tortoise_lab.outputs import save_speech
@@ -95,7 +124,8 @@ def run_embedded_benchmark(text: str = EMBEDDED_TEXT, preset: str = "fast", repe
             speech = speak(name)
             runs[name].append((time.perf_counter() - clock, speech))
             log(f"{name}, run {repeat + 1} of {repeats}: {runs[name][-1][0]:.2f} s for {speech.duration:.2f} s")
-    espeak_s = _espeak_seconds(text)
+    espeak = _espeak_reading(text)
+    espeak_s = None if espeak is None else speech_seconds(espeak, OUTPUT_SAMPLE_RATE)
     record = {"text": text, "voice": EMBEDDED_DEFAULT_VOICE, "preset": preset, "seed": seed, "repeats": repeats,
               "device": str(sets["defaults"].device), "load_s": round(load_s, 3), "espeak_speech_s": espeak_s,
               "configurations": {}}
@@ -121,6 +151,9 @@ def run_embedded_benchmark(text: str = EMBEDDED_TEXT, preset: str = "fast", repe
     if out_dir is not None:
         write_json(Path(out_dir) / "bench-embedded.json", record)
         write_text(Path(out_dir) / "bench-embedded.md", embedded_table(record))
+        heard = {} if espeak is None else {"espeak-ng": espeak}
+        heard.update((name, taken[-1][1].wav) for name, taken in runs.items())
+        plot_spectrograms(heard, Path(out_dir) / "paragraph.png")
     if json_path is not None:
         write_json(json_path, record)
     log(embedded_table(record))
