@@ -260,11 +260,20 @@ def compare(config: CodeDecoderRunConfig, run_config, corpus, models, decoder: C
         "training": _training_summary(out / "train"),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
-    (out / "comparison.json").write_text(json.dumps(result, indent=1))
+    (out / "comparison.json").write_text(json.dumps(_finite(result), indent=1))
     (out / "comparison.md").write_text(comparison_table(result))
     if config.record:
         record_in_model_set(Path(config.model_dir), decoder, result, config)
     return result
+
+
+def _finite(value):
+    """``value`` with every NaN (a measure a test does not make, e.g. no speaker encoder) as None: strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
 
 
 def _measures(summary: dict) -> dict:
@@ -325,8 +334,10 @@ def _training_summary(folder: Path) -> dict:
 def comparison_table(result: dict) -> str:
     """The comparison as Markdown: one row per chain and test, the issue's measures, then the decision."""
     def row(test: str, name: str, s: dict) -> str:
+        unseen = s["per_split"].get("unseen")  # the paragraphs have no unseen-word split
+        unseen_swap = f"{unseen['swap_accuracy']:.2f}" if unseen else "–"
         return (f"| {test} | {name} | {s['distance']:.3f} | {s['distance'] / s['baseline']:.3f} | "
-                f"{s['ceiling']:.3f} | {s['swap_accuracy']:.2f} | {s['per_split'].get('unseen', {}).get('swap_accuracy', float('nan')):.2f} | "
+                f"{s['ceiling']:.3f} | {s['swap_accuracy']:.2f} | {unseen_swap} | "
                 f"{s['speaker_accuracy']:.2f} ({s['speaker_ceiling']:.2f}) |")
 
     lines = ["| test | chain | DTW distance | / baseline | ceiling | swap | swap (unseen) | speaker ID (ceiling) |",
