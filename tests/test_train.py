@@ -311,13 +311,13 @@ def test_run_training_end_to_end_and_cli(tmp_path):
     assert (tmp_path / "run" / "samples" / "spectrograms.png").stat().st_size > 1000
     # The embedded decode path runs on the trained model: codes -> codebook mel -> Griffin-Lim audio.
     from tortoise_lab.audio import conditioning_mel
-    from tortoise_lab.stages.decode import codebook_audio
+    from tortoise_lab.stages.decode import codes_audio
     from tortoise_lab.stages.sampling import draw_until_stop
 
     clip = torch.from_numpy(tone_speech("a voice clip", TEST_VOICES[0]).astype("float32") / 32768).unsqueeze(0)
     cond = result.model.conditioning_latent(conditioning_mel(clip).unsqueeze(0))
     codes, _ = draw_until_stop(result.model, cond, torch.tensor([[20, 30, 0]]), max_codes=8)
-    audio = codebook_audio(result.quantizer, codes, iterations=4)
+    audio = codes_audio(result.quantizer, codes, iterations=4)
     assert audio.shape[-1] == (len(codes) * 4 - 1) * 256 if len(codes) else audio.shape[-1] == 0
     # The shipped folder evaluates on the run's held-out sentences as the run itself did.
     from tortoise_lab.train.experiments.crosseval import main as crosseval

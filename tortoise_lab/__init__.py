@@ -9,7 +9,7 @@ The package in the order the data flows (the notebook that shows each step in br
                                     the speed-ups of fast/ (half, compile, int8, DeepSpeed)     [03_optimisations]
     ranking   stages/rerank         codes -> scores (CLVP + CVVP, or the AR likelihood)         [02_presets]
     decode    stages/decode         best codes -> AR latents -> diffusion (stages/diffusion_sampler) -> mel
-                                    -> UnivNet -> wav; or code book -> Griffin-Lim              [02_presets]
+                                    -> UnivNet -> wav; or code decoder -> Griffin-Lim           [02_presets]
               stages/redaction      [bracketed] text cut out of the wav
               stages/streaming      the fast path's latents -> audio piece by piece as drawn     [07_streaming]
     the run   config.py             Settings, presets, constants; model_set.py: what a model set holds and

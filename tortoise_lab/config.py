@@ -27,7 +27,7 @@ TEXT_SPLIT_DESIRED, TEXT_SPLIT_MAX = 200, 300  # upstream read.py's chunk length
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")  # diffusion samplers (stages/diffusion_sampler.py)
 TRAINED_STEPS = 4000  # the diffusion decoder's training schedule length: the most steps a sampler can take
 # How codes become audio: "diffusion", the model set's main chain (the official diffusion decoder + UnivNet; the
-# embedded set's code book + Griffin-Lim), or "hifigan", upstream's fast path (one sample, its AR latents straight
+# embedded set's code decoder + Griffin-Lim), or "hifigan", upstream's fast path (one sample, its AR latents straight
 # to audio; official weights with hifidecoder.pth). The model set says what each means for it (model_set.chain).
 DECODERS = ("diffusion", "hifigan")
 

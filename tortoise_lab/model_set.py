@@ -27,7 +27,7 @@ from tortoise_lab.assets import find_weights
 from tortoise_lab.checkpoints import FORMATS, load_weights
 from tortoise_lab.config import Settings
 from tortoise_lab.device import choose_device
-from tortoise_lab.stages.decode import CodebookGriffinLim, DiffusionVocoder, HifiganVocoder
+from tortoise_lab.stages.decode import CodesGriffinLim, DiffusionVocoder, HifiganVocoder
 from tortoise_lab.stages.pacing import SpeechRate
 from tortoise_lab.stages.rerank import ClvpRanker, LikelihoodRanker, NoRanking
 from tortoise_lab.stages.sampling import NO_QUIRKS, UPSTREAM_QUIRKS, SamplingQuirks
@@ -41,7 +41,8 @@ from tortoise_lab.models.vocoder import UnivNetGenerator, VocoderConfig
 
 __all__ = ["WeightsMissing", "ModelUnavailable", "ModelSet", "Chain", "HIFIGAN_WEIGHTS", "official_models",
            "random_models", "embedded_models",
-           "embedded_available", "ALWAYS_NEEDED", "RANDOM_VOICE_WEIGHTS", "CVVP_WEIGHTS", "needed_weights",
+           "embedded_available", "embedded_description", "EMBEDDED_CHAIN", "EMBEDDED_MEL_DECODERS", "CODE_DECODER_FILE",
+           "ALWAYS_NEEDED", "RANDOM_VOICE_WEIGHTS", "CVVP_WEIGHTS", "needed_weights",
            "missing_weights", "EMBEDDED_DIR", "EMBEDDED_DEFAULT_VOICE", "MODEL_CHOICES", "ModelChoice",
            "resolve_models", "TINY_WEIGHTS_SEED"]
 
@@ -67,7 +68,7 @@ class Chain:
     """What a decoder choice (``Settings.decoder``) runs after sampling: the ranker and the decoder (stages/)."""
 
     ranker: ClvpRanker | LikelihoodRanker | NoRanking
-    decoder: DiffusionVocoder | CodebookGriffinLim | HifiganVocoder
+    decoder: DiffusionVocoder | CodesGriffinLim | HifiganVocoder
 
 
 @dataclass
@@ -78,7 +79,7 @@ class ModelSet:
     description: str  # what the audio comes from, for sidecars and notebooks
     fingerprint: str  # identifies the weights (cache keys): file names, sizes and times, or the random seed
     gpt: UnifiedVoice
-    diffusion: DiffusionDecoder | None  # None for the embedded model (codebook decoder + Griffin-Lim instead)
+    diffusion: DiffusionDecoder | None  # None for the embedded model (code decoder + Griffin-Lim instead)
     clvp: CLVP | None
     vocoder: UnivNetGenerator | None
     _cvvp_loader: Callable[[], CVVP] = field(repr=False)
@@ -86,7 +87,7 @@ class ModelSet:
     kind: str = "official"  # "official" (TorToiSe v2 architecture), "random", or "embedded": for people, not code
     quantizer: object | None = None  # the embedded model's codebook (codes -> mel)
     ranker: ClvpRanker | LikelihoodRanker | None = None  # scores sampled code rows (stages/rerank.py)
-    decoder: DiffusionVocoder | CodebookGriffinLim | None = None  # chosen rows -> audio (stages/decode.py)
+    decoder: DiffusionVocoder | CodesGriffinLim | None = None  # chosen rows -> audio (stages/decode.py)
     quirks: SamplingQuirks = UPSTREAM_QUIRKS  # what its sampling reproduces of upstream's generate()
     has_random_voice: bool = True  # whether it has the random-latent generators (the "random" voice)
     # How long a chunk of text may be, (desired, max) characters as text.split_text takes them: None for upstream's
@@ -267,9 +268,22 @@ EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / "embedded"
 # load_voice searches), as do the tokenizer and mel norms it needs (tortoise_lab/data/official/): an installed wheel
 # speaks offline.
 EMBEDDED_DEFAULT_VOICE = "espeak_us_m3"
-# The embedded set's mel decoder and vocoder: what `python -m tortoise_lab.train decoders` measured best (README).
-EMBEDDED_CHAIN = ("codebook", "griffin-lim")
-EMBEDDED_DESCRIPTION = "the embedded tiny model (trained on espeak-ng speech; codebook mel decoder + Griffin-Lim)"
+# The embedded set's mel decoders, by the name a manifest gives them ("mel_decoder"), and the vocoder they feed:
+# what `python -m tortoise_lab.train decoders` and `codedecoder` measured (README). The shipped set runs
+# EMBEDDED_CHAIN; a set made before the code decoder names the code book, and runs it.
+EMBEDDED_MEL_DECODERS = {"code-decoder": "learned code decoder", "codebook": "codebook mel decoder"}
+EMBEDDED_VOCODER = "griffin-lim"
+EMBEDDED_CHAIN = ("code-decoder", EMBEDDED_VOCODER)
+CODE_DECODER_FILE = "code_decoder.safetensors"  # the code decoder's weights, beside the quantiser's
+
+
+def embedded_description(mel_decoder: str) -> str:
+    """What an embedded set whose manifest names ``mel_decoder`` speaks with (sidecars' ``model``)."""
+    return (f"the embedded tiny model (trained on espeak-ng speech; {EMBEDDED_MEL_DECODERS[mel_decoder]} + "
+            "Griffin-Lim)")
+
+
+EMBEDDED_DESCRIPTION = embedded_description(EMBEDDED_CHAIN[0])
 # A chunk's speech may be this much slower or faster than the slowest (1st percentile) and fastest (99th) rate
 # measured before it counts as clearly wrong: drawn speech varies more than espeak-ng's own.
 RATE_MARGIN = 1.5
@@ -297,12 +311,14 @@ def embedded_available(folder: str | Path | None = None) -> bool:
 
 
 def embedded_models(folder: str | Path | None = None, device: str | torch.device | None = None) -> ModelSet:
-    """The small model shipped inside the package (see ``tortoise_lab.train``): its AR model and code book, each
-    file checked against the sha256 in its manifest."""
+    """The small model shipped inside the package (see ``tortoise_lab.train``): its AR model, code book and mel
+    decoder (the learned code decoder, or the code book itself for sets made before it), each file checked against
+    the sha256 in its manifest."""
     import json
 
     from tortoise_lab.assets import sha256_file
     from tortoise_lab.checkpoints import CheckpointError, check_keys, read_state_dict
+    from tortoise_lab.models.code_decoder import CodeDecoder
     from tortoise_lab.models.quantizer import KMeansQuantizer
 
     folder = Path(folder or EMBEDDED_DIR)
@@ -310,10 +326,11 @@ def embedded_models(folder: str | Path | None = None, device: str | torch.device
         raise WeightsMissing(f"The embedded model is not in {folder}; train it with `python -m tortoise_lab.train` "
                              "or use the official weights (`tortoise-lab download`).")
     manifest = json.loads((folder / "config.json").read_text())
-    chain = (manifest.get("mel_decoder"), manifest.get("vocoder"))
-    if chain != EMBEDDED_CHAIN:
-        raise CheckpointError(f"{folder / 'config.json'} asks for mel decoder {chain[0]!r} and vocoder {chain[1]!r}; "
-                              f"this version runs embedded sets with {EMBEDDED_CHAIN[0]!r} and {EMBEDDED_CHAIN[1]!r} "
+    mel_name, vocoder = manifest.get("mel_decoder"), manifest.get("vocoder")
+    if mel_name not in EMBEDDED_MEL_DECODERS or vocoder != EMBEDDED_VOCODER:
+        raise CheckpointError(f"{folder / 'config.json'} asks for mel decoder {mel_name!r} and vocoder {vocoder!r}; "
+                              f"this version runs embedded sets with mel decoder "
+                              f"{' or '.join(map(repr, EMBEDDED_MEL_DECODERS))} and vocoder {EMBEDDED_VOCODER!r} "
                               "only: update tortoise_lab or use a set it made.")
     for name, expected in manifest["sha256"].items():
         actual = sha256_file(folder / name)
@@ -332,14 +349,17 @@ def embedded_models(folder: str | Path | None = None, device: str | torch.device
         return refuse
 
     quantizer = KMeansQuantizer.load(folder / "quantizer.safetensors")
+    # The code decoder is built around the quantiser's code book and loads strictly (CheckpointError names the file).
+    mel_decoder = (CodeDecoder.load(folder / CODE_DECODER_FILE, quantizer.codebook) if mel_name == "code-decoder"
+                   else quantizer)
     gpt = _eval(gpt)
     return ModelSet(
-        size="embedded", kind="embedded", description=EMBEDDED_DESCRIPTION,
+        size="embedded", kind="embedded", description=embedded_description(mel_name),
         fingerprint=manifest["sha256"]["autoregressive.safetensors"][:16],
         gpt=gpt, diffusion=None, clvp=None, vocoder=None,
         _cvvp_loader=unavailable("CVVP model"), _rlg_loader=unavailable("random-voice generator"),
         quantizer=quantizer, ranker=LikelihoodRanker(gpt),
-        decoder=CodebookGriffinLim(quantizer, gpt.config.stop_mel_token), quirks=NO_QUIRKS, has_random_voice=False,
+        decoder=CodesGriffinLim(mel_decoder, gpt.config.stop_mel_token), quirks=NO_QUIRKS, has_random_voice=False,
         # Its presets draw as many codes as it can (the official 500 would be clamped, with a note, on every run).
         presets={name: {**own, "max_mel_tokens": gpt.config.max_mel_tokens} for name, own in EMBEDDED_PRESETS.items()},
         **_trained_speech(manifest.get("speech")),

@@ -6,8 +6,9 @@
 
 ``DiffusionVocoder`` (the official chain): upstream's fix-up of the codes, the AR model's latents for the chosen
 rows, the diffusion decoder (``diffusion_sampler``) to a 100-band mel, and UnivNet to audio.
-``CodebookGriffinLim`` (the embedded model's chain, chosen by measurement, see the README): the rows up to their
-stop code through the k-means code book to a mel, and Griffin-Lim to audio.
+``CodesGriffinLim`` (the embedded model's chain, chosen by measurement, see the README): the rows up to their
+stop code through a mel decoder (the learned code decoder, ``models/code_decoder.py``, or the k-means code book
+itself) to a mel, and Griffin-Lim to audio.
 ``HifiganVocoder`` (the fast path, upstream's ``api_fast``): the rows up to and including their stop code, their AR
 latents, and HiFiGAN straight to audio; ``open_stream`` decodes the same audio piece by piece (``stages.streaming``).
 
@@ -24,6 +25,7 @@ import torch
 from tortoise_lab.audio import denormalize_univnet_mel
 from tortoise_lab.config import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, Settings
 from tortoise_lab.fast import autocast_context
+from tortoise_lab.models.code_decoder import CodeDecoder
 from tortoise_lab.models.diffusion import DiffusionDecoder
 from tortoise_lab.models.gpt import UnifiedVoice
 from tortoise_lab.models.griffin_lim import GRIFFIN_LIM_ITERATIONS, griffin_lim
@@ -38,7 +40,7 @@ from tortoise_lab.stages.streaming import FIRST_CHUNK_CODES, CHUNK_CODES, Increm
 from tortoise_lab.stages.timing import StageTimer
 
 __all__ = ["END_CODES", "CALM_RUN_TO_TRIM", "fix_autoregressive_output", "trim_at_calm", "diffusion_frames",
-           "codebook_audio", "chosen_latents", "DiffusionVocoder", "CodebookGriffinLim", "HifiganVocoder"]
+           "codes_audio", "chosen_latents", "DiffusionVocoder", "CodesGriffinLim", "MelDecoder", "HifiganVocoder"]
 
 END_CODES = (45, 45, 248)  # what the DVAE gives for the end of zero-padded audio; ends every fixed-up row
 CALM_RUN_TO_TRIM = 8  # after more than this many calm codes in a row, the diffusion input is cut
@@ -72,12 +74,16 @@ def diffusion_frames(latent_len: int) -> int:
     return latent_len * 4 * OUTPUT_SAMPLE_RATE // INPUT_SAMPLE_RATE
 
 
-def codebook_audio(quantizer: KMeansQuantizer, codes: torch.Tensor,
-                   iterations: int = GRIFFIN_LIM_ITERATIONS) -> torch.Tensor:
-    """(L,) codes without the stop code -> (1, N) 24 kHz audio: code book mel, then Griffin-Lim."""
+MelDecoder = KMeansQuantizer | CodeDecoder  # each has decode: (L,) codes -> (100, 4 L) log mel
+
+
+def codes_audio(mel_decoder: MelDecoder, codes: torch.Tensor,
+                iterations: int = GRIFFIN_LIM_ITERATIONS) -> torch.Tensor:
+    """(L,) codes without the stop code -> (1, N) 24 kHz audio: ``mel_decoder``'s mel (the code decoder's, or the
+    code book's), then Griffin-Lim."""
     if len(codes) == 0:
         return torch.zeros(1, 0)
-    return griffin_lim(quantizer.decode(codes.cpu()), iterations)
+    return griffin_lim(mel_decoder.decode(codes.cpu()), iterations)
 
 
 def chosen_latents(gpt: UnifiedVoice, best: torch.Tensor, text_tokens: torch.Tensor, latents: ConditioningLatents,
@@ -149,15 +155,15 @@ class DiffusionVocoder:
         return self.vocoder.inference(mel, generator=generator)[0]  # (1, N)
 
 
-class CodebookGriffinLim:
-    """The embedded chain: codes up to the stop code -> code book mel -> Griffin-Lim."""
+class CodesGriffinLim:
+    """The embedded chain: codes up to the stop code -> mel (code decoder or code book) -> Griffin-Lim."""
 
     needs_diffusion_latent = False
     reads_drawn_latents = False  # it decodes codes, not latents
     unused_settings: tuple[str, ...] = ()
 
-    def __init__(self, quantizer: KMeansQuantizer, stop_token: int):
-        self.quantizer, self.stop_token = quantizer, stop_token
+    def __init__(self, mel_decoder: MelDecoder, stop_token: int):
+        self.mel_decoder, self.stop_token = mel_decoder, stop_token
 
     def finish_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, bool]:
         return codes, bool((codes == self.stop_token).any(dim=1).all())
@@ -167,9 +173,9 @@ class CodebookGriffinLim:
                settings: Settings, generator: torch.Generator, timer: StageTimer,
                progress: bool = False, on_step: StepCallback | None = None) -> list[torch.Tensor]:
         wavs = []
-        with timer.stage("diffusion_and_vocoder"):  # here: code book and Griffin-Lim
+        with timer.stage("diffusion_and_vocoder"):  # here: mel decoder and Griffin-Lim
             for i, row in enumerate(best):
-                wavs.append(codebook_audio(self.quantizer, codes_until_stop(row, self.stop_token)[0]))
+                wavs.append(codes_audio(self.mel_decoder, codes_until_stop(row, self.stop_token)[0]))
                 if on_step is not None:
                     on_step("decoding", i + 1, len(best))
         return wavs

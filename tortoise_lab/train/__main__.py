@@ -8,7 +8,7 @@ import json
 import sys
 import typing
 
-from tortoise_lab.train.run import TrainConfig, run_training
+from tortoise_lab.train.run import TrainConfig, prepare_corpus, run_training
 
 
 def _field_comments(cls) -> dict[str, str]:
@@ -48,13 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
                             "Also: `decoders` (train and compare a diffusion decoder and a UnivNet vocoder), "
                             "`crosseval` (evaluate a model set on another run's test sentences), `profile` (record a "
                             "set's speech profile in its manifest), `samples` (quality against AR samples drawn), "
-                            "`paragraphs` (the paragraph test) and `vqvae` (a VQ-VAE quantiser measured against "
-                            "k-means); each has --help.")
+                            "`paragraphs` (the paragraph test), `vqvae` (a VQ-VAE quantiser measured against "
+                            "k-means) and `codedecoder` (a learned code -> mel decoder measured against the code "
+                            "book); each has --help.")
+
+
+def command_parser() -> argparse.ArgumentParser:
+    """``build_parser`` (TrainConfig's fields) and the one flag that is not a field of the run: ``--corpus-only``."""
+    parser = build_parser()
+    parser.add_argument("--corpus-only", action="store_true",
+                        help="stop after the corpus stage: write train_config.json and the synthesised corpus "
+                             "(cache) into --out-dir, train nothing; for experiments that need the run's audio "
+                             "and test sentences (the same command without it goes on from there)")
+    return parser
 
 
 # Further training commands, reached as `python -m tortoise_lab.train NAME ...` (or `tortoise-lab train NAME ...`).
 SUBCOMMANDS = {name: f"tortoise_lab.train.experiments.{name}" for name in ("decoders", "crosseval", "vqvae", "profile", "samples",
-                                                                              "paragraphs")}
+                                                                              "paragraphs", "codedecoder")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
-    args = build_parser().parse_args(argv)
-    result = run_training(TrainConfig(**vars(args)))
+    args = vars(command_parser().parse_args(argv))
+    if args.pop("corpus_only"):
+        corpus = prepare_corpus(TrainConfig(**args))
+        print(f"Corpus of {len(corpus.texts)} utterances ({corpus.hours:.1f} hours) ready in {args['out_dir']}")
+        return 0
+    result = run_training(TrainConfig(**args))
     if result.evaluation:
         json.dump(result.evaluation["summary"], sys.stdout, indent=1)
         print()

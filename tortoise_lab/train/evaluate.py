@@ -1,4 +1,5 @@
-"""The issue's held-out measures of a trained AR model + codebook decoder, against the espeak-ng renderings.
+"""The issue's held-out measures of a trained AR model + mel decoder (the code book unless another is given),
+against the espeak-ng renderings.
 
 Per held-out utterance, with greedy decoding and the voice's conditioning clips:
 
@@ -218,8 +219,10 @@ def whole_text_draw(tokenizer: Tokenizer) -> Draw:
 def evaluate_ar(model: UnifiedVoice, quantizer: KMeansQuantizer, items: list[dict], cond_mels: dict[str, torch.Tensor],
                 speak: Callable[[str, str], torch.Tensor] | None, vocabulary: list[str], seed: int = 0,
                 tokenizer: Tokenizer | None = None, progress: bool = False,
-                draw: Draw | None = None, speaker_encoder=None) -> list[UtteranceResult]:
-    """Decode each item greedily and measure it, with the code book as the mel decoder.
+                draw: Draw | None = None, speaker_encoder=None,
+                mel_decoder: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[UtteranceResult]:
+    """Decode each item greedily and measure it, with ``mel_decoder`` ((L,) codes -> (100, frames) log mel;
+    default: the code book, ``quantizer.decode``) as the mel decoder.
 
     items: dicts with "text", "split", "voice" and "wav" ((1, N) 22.05 kHz rendering). cond_mels: voice ->
     (clips, 80, 517) conditioning mels. ``speak(text, voice)`` renders the word-swapped sentence (None: no swap
@@ -227,9 +230,10 @@ def evaluate_ar(model: UnifiedVoice, quantizer: KMeansQuantizer, items: list[dic
     (default: greedy, the whole text in one prompt). ``speaker_encoder`` (a ``voices.similarity`` measure) adds
     the speaker test by d-vectors.
     """
-    decoders = {"codebook": lambda codes, item: quantizer.decode(codes)}
+    decode = mel_decoder or quantizer.decode
+    decoders = {"mel": lambda codes, item: decode(codes)}
     return evaluate_decoders(model, quantizer, items, cond_mels, speak, vocabulary, decoders, seed, tokenizer,
-                             progress, draw, speaker_encoder)["codebook"]
+                             progress, draw, speaker_encoder)["mel"]
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ from tortoise_lab.train.evaluate import evaluate_ar, summarize
 from tortoise_lab.train.loop import LoopConfig, train_loop
 from tortoise_lab.models.quantizer import KMeansQuantizer, QuantizerConfig, code_mel
 
-__all__ = ["TrainConfig", "TrainResult", "run_training", "recipe_sentences", "evaluation_items", "evaluate_run", "EMBEDDED_FILES"]
+__all__ = ["TrainConfig", "TrainResult", "run_training", "run_corpus", "prepare_corpus", "recipe_sentences", "evaluation_items", "evaluate_run", "EMBEDDED_FILES"]
 
 EMBEDDED_FILES = ("autoregressive.safetensors", "quantizer.safetensors", "config.json")
 
@@ -151,6 +151,23 @@ def recipe_sentences(config: TrainConfig) -> Sentences:
     return join_sentences(sentences, config.multi_sentence, config.seed)
 
 
+def run_corpus(config: TrainConfig):
+    """The run's corpus (``corpus.Corpus``): its recipe's sentences spoken, or read back from the cache."""
+    out = Path(config.out_dir)
+    return build_corpus(recipe_sentences(config), config.voice_list(), config.backend, config.cache_dir or out / "cache",
+                        config.workers, config.seed, progress=config.progress)
+
+
+def prepare_corpus(config: TrainConfig):
+    """Only the corpus stage: ``train_config.json`` and the cached corpus in ``out_dir``, no training. What
+    experiments that need the run's audio and test sentences but not a new AR model start from (``--corpus-only``);
+    the full command, run later in the same folder, reads the corpus back and goes on."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+    return run_corpus(config)
+
+
 def run_training(config: TrainConfig) -> TrainResult:
     """Run (or continue) every stage of a training run; see the module docstring for what lands where."""
     if config.threads:
@@ -162,10 +179,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    voices = config.voice_list()
-    sentences = recipe_sentences(config)
-    corpus = build_corpus(sentences, voices, config.backend, config.cache_dir or out / "cache", config.workers,
-                          config.seed, progress=config.progress)
+    corpus = run_corpus(config)
     timings["corpus_s"] = time.perf_counter() - clock
     train_indices = corpus.indices("train")
 
@@ -226,7 +240,7 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
     and ``samples.json`` (text, split, voice, files)."""
     from tortoise_lab.audio import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, save_audio
     from tortoise_lab.tools.compare import plot_spectrogram
-    from tortoise_lab.stages.decode import codebook_audio
+    from tortoise_lab.stages.decode import codes_audio
     from tortoise_lab.stages.sampling import draw_until_stop
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -242,7 +256,7 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
         voice_id = corpus.voice_ids[index]
         cond = model.conditioning_latent(data.cond_pool[voice_id][:data.config.cond_clips].float().unsqueeze(0))
         codes, stopped = draw_until_stop(model, cond, tokenizer.model_ids(corpus.texts[index]).unsqueeze(0))
-        wav = codebook_audio(quantizer, codes)
+        wav = codes_audio(quantizer, codes)
         ours, theirs = f"{n:02d}.wav", f"{n:02d}-espeak.wav"
         save_audio(folder / ours, wav, OUTPUT_SAMPLE_RATE, subtype="PCM_16")
         save_audio(folder / theirs, corpus.wav(index), INPUT_SAMPLE_RATE, subtype="PCM_16")
@@ -294,11 +308,14 @@ def speaker_encoder():
 
 
 def evaluate_run(config: TrainConfig, model: UnifiedVoice, quantizer: KMeansQuantizer, corpus,
-                 cond_pool: dict[int, torch.Tensor], cond_clips: int, tokenizer: Tokenizer) -> dict:
-    """The held-out measures of ``model`` (with its own ``quantizer``) on ``evaluation_items``."""
+                 cond_pool: dict[int, torch.Tensor], cond_clips: int, tokenizer: Tokenizer,
+                 mel_decoder=None) -> dict:
+    """The held-out measures of ``model`` (with its own ``quantizer``) on ``evaluation_items``; ``mel_decoder``
+    ((L,) codes -> log mel) replaces the code book (``evaluate_ar``)."""
     items, cond, speak = evaluation_items(config, corpus, cond_pool, cond_clips)
     results = evaluate_ar(model, quantizer, items, cond, speak, NOUNS + ADJECTIVES, seed=config.seed,
-                          tokenizer=tokenizer, progress=config.progress, speaker_encoder=speaker_encoder())
+                          tokenizer=tokenizer, progress=config.progress, speaker_encoder=speaker_encoder(),
+                          mel_decoder=mel_decoder)
     return {"summary": summarize(results).to_dict(),
             "utterances": [dict(dataclasses.asdict(r), length_ratio=r.length_ratio) for r in results]}
 

@@ -308,7 +308,7 @@ def before_and_after(report, clips_per_source: int = 1) -> list[BeforeAfter]:
 def choose_diffusion_models(test_mode: bool = False, models_dir: str | None = None, device: str | None = None,
                             size: str = "tortoise-v2") -> NotebookModels:
     """A model set that decodes by diffusion, for showing samplers and steps (the embedded model decodes with its
-    code book, so there the sampler changes nothing). Outside test mode the official weights when present;
+    code decoder, so there the sampler changes nothing). Outside test mode the official weights when present;
     otherwise (and in test mode) random tiny weights: every stage runs, the audio is noise. (``size``: files in
     the official format at another size, for tests.)"""
     choice = "official" if not test_mode and not missing_weights(models_dir) else "tiny"

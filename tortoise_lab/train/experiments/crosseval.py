@@ -42,13 +42,15 @@ def load_run(run_dir: str | Path, eval_count: int | None = None) -> tuple[TrainC
 
 
 def cross_evaluate(model_dir: str | Path, run_dir: str | Path, eval_count: int | None = None) -> dict:
-    """``evaluate_run``'s result for the model set in ``model_dir`` on the held-out split of ``run_dir``'s corpus."""
+    """``evaluate_run``'s result for the model set in ``model_dir`` on the held-out split of ``run_dir``'s corpus,
+    with the set's own mel decoder (its code decoder, or its code book)."""
     from tortoise_lab.model_set import embedded_models
 
     config, corpus = load_run(run_dir, eval_count)
     models = embedded_models(model_dir)
     pool = conditioning_pool(corpus, corpus.indices("train"), ARConfig.pool_size)
-    return evaluate_run(config, models.gpt, models.quantizer, corpus, pool, ARConfig.cond_clips, Tokenizer())
+    return evaluate_run(config, models.gpt, models.quantizer, corpus, pool, ARConfig.cond_clips, Tokenizer(),
+                        mel_decoder=models.decoder.mel_decoder.decode)
 
 
 def main(argv: list[str] | None = None) -> int:

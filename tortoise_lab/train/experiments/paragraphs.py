@@ -11,7 +11,8 @@ sets can be measured on the same paragraphs. The voice is conditioned on the cli
 speaker's first training utterance).
 
 Codes are drawn greedily, chunk by chunk, as ``TextToSpeech`` cuts the text for this set at its defaults, then
-joined; the code book turns them into a mel (joining codes joins the mels). The measures are the sentence test's
+joined; the set's mel decoder turns them into a mel (for the code book, joining codes joins the mels; the code
+decoder reads across the pause between two chunks, where the pipeline decodes each chunk on its own). The measures are the sentence test's
 (``evaluate.evaluate_ar``): DTW log-mel distance against the reading, over the different-paragraph baseline
 (another paragraph by the same speaker), the codes' own ceiling, length, word swap (one word changed in the
 paragraph) and speaker identification among the paragraphs' speakers.
@@ -101,9 +102,10 @@ def chunked_draw(tts) -> Draw:
 
 
 def evaluate_paragraphs(model_dir: str | Path, recipe_dir: str | Path | None = None, count: int | None = None,
-                        seed: int = 0, progress: bool = False) -> dict:
+                        seed: int = 0, progress: bool = False, mel_decoder=None) -> dict:
     """The paragraph test of the model set in ``model_dir`` on the paragraphs of ``recipe_dir``'s recipe (default:
-    its own): {"summary", "paragraphs" (one result each), "recipe", "chunks" (how many each paragraph took)}."""
+    its own): {"summary", "paragraphs" (one result each), "recipe", "chunks" (how many each paragraph took)}.
+    ``mel_decoder`` ((L,) codes -> log mel; default: the set's own, its code decoder or its code book)."""
     from tortoise_lab.model_set import embedded_models
     from tortoise_lab.pipeline import TextToSpeech
 
@@ -118,7 +120,8 @@ def evaluate_paragraphs(model_dir: str | Path, recipe_dir: str | Path | None = N
     models = tts.models
     results = evaluate_ar(models.gpt, models.quantizer, items, conditioning_clips(config),
                           renderer(config.voice_list(), config.backend), NOUNS + ADJECTIVES,
-                          seed, tts.tokenizer, progress, draw=chunked_draw(tts), speaker_encoder=speaker_encoder())
+                          seed, tts.tokenizer, progress, draw=chunked_draw(tts), speaker_encoder=speaker_encoder(),
+                          mel_decoder=mel_decoder or models.decoder.mel_decoder.decode)
     return {"summary": summarize(results).to_dict(), "recipe": str(recipe_dir),
             "chunks": [len(default_chunks(tts, p["text"])) for p in paragraphs],
             "paragraphs": [dict(dataclasses.asdict(r), length_ratio=r.length_ratio) for r in results]}
