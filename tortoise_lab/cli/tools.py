@@ -306,7 +306,7 @@ def _add_bench_parser(verbs) -> None:
                        help="AR codes drawn per sample (random weights never stop early; default 48, quick 16)")
     bench.add_argument("--embedded", action="store_true",
                        help="time the embedded model's main job on a paragraph: its defaults beside the previous "
-                            "defaults (writes bench-embedded.json/.md and WAVs with --out-dir)")
+                            "defaults (writes bench-embedded.json/.md, WAVs and paragraph.png with --out-dir)")
     bench.add_argument("--steps", action="store_true",
                        help="time each lossless-path change's piece of work (the AR step, the latent pass, a guided "
                             "diffusion step) before and after it, in one process, with a profile of the AR step "
