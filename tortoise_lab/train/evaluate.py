@@ -39,7 +39,7 @@ from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel
 
 __all__ = ["dtw_log_mel_distance", "stop_token_rate", "length_ratio", "swap_one_word",
            "closer_to_right", "voice_profile", "nearest_voice", "UtteranceResult", "EvalSummary", "evaluate_ar",
-           "evaluate_decoders", "MelDecoder", "Draw", "whole_text_draw", "summarize"]
+           "evaluate_decoders", "MelDecoder", "Draw", "whole_text_draw", "summarize", "summary_measures"]
 
 MIN_SWAP_WORD_LENGTH = 3  # words shorter than this ("a", "of") are not swapped: changing them is barely audible
 
@@ -298,3 +298,18 @@ def evaluate_decoders(model: UnifiedVoice, quantizer: KMeansQuantizer, items: li
                 speaker_correct=speaker_correct, speaker_ceiling_correct=speaker_ceiling_correct,
                 encoder_speaker_correct=encoder_correct, encoder_speaker_ceiling_correct=encoder_ceiling_correct))
     return results
+
+
+def summary_measures(summary: dict) -> dict:
+    """An evaluation summary's headline measures, rounded, as the experiments record them in a manifest. The
+    unseen-word swap accuracy is None where the test has no unseen-word split (the paragraphs mix both); the
+    speaker-identification ceiling is kept where the summary has one."""
+    unseen = summary["per_split"].get("unseen")
+    measures = {"distance": round(summary["distance"], 4),
+                "distance_over_baseline": round(summary["distance"] / summary["baseline"], 4),
+                "ceiling": round(summary["ceiling"], 4), "swap_accuracy": round(summary["swap_accuracy"], 4),
+                "swap_accuracy_unseen": round(unseen["swap_accuracy"], 4) if unseen else None,
+                "speaker_accuracy": round(summary["speaker_accuracy"], 4)}
+    if "speaker_ceiling" in summary:
+        measures["speaker_ceiling"] = round(summary["speaker_ceiling"], 4)
+    return measures

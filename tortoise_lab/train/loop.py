@@ -32,7 +32,7 @@ from torch import nn
 from tortoise_lab.files import atomic_path
 
 __all__ = ["LoopConfig", "LoopResult", "train_loop", "learning_rate", "load_checkpoint",
-           "latest_step", "checkpoint_state", "step_generator", "STEP_SEED_STRIDE"]
+           "latest_step", "checkpoint_state", "training_summary", "step_generator", "STEP_SEED_STRIDE"]
 
 STEP_SEED_STRIDE = 1_000_003  # run seed * stride + step/epoch: distinct generator seeds per run and step
 STATE_FILE = "state.json"
@@ -139,6 +139,19 @@ def checkpoint_state(out_dir: str | Path) -> dict | None:
     "extra" the loop config and the training time), None when there is none."""
     path = Path(out_dir) / CHECKPOINT_DIR / STATE_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def training_summary(out_dir: str | Path) -> dict:
+    """Steps, first and last logged loss and training seconds of a run in ``out_dir`` (from its ``loss.csv`` and
+    its checkpoint), as the experiments record them in a manifest."""
+    import csv
+
+    loss_log = Path(out_dir) / "loss.csv"
+    rows = list(csv.DictReader(loss_log.open())) if loss_log.is_file() else []
+    state = checkpoint_state(out_dir) or {}
+    return {"steps": state.get("step", 0), "first_loss": float(rows[0]["loss"]) if rows else None,
+            "final_loss": float(rows[-1]["loss"]) if rows else None,
+            "seconds": state.get("extra", {}).get("seconds")}
 
 
 def latest_step(out_dir: str | Path) -> int:

@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from tortoise_lab.audio import OUTPUT_SAMPLE_RATE, normalize_univnet_mel
 from tortoise_lab.models.code_decoder import CodeDecoder, CodeDecoderConfig
 from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel, stack_frames, unstack_frames
-from tortoise_lab.train.loop import LoopConfig, latest_step, load_checkpoint, step_generator, train_loop
+from tortoise_lab.train.evaluate import summary_measures
+from tortoise_lab.train.loop import (LoopConfig, latest_step, load_checkpoint, step_generator, train_loop,
+                                  training_summary)
 
 __all__ = ["CodeDecoderRunConfig", "CodePairs", "CodeBatch", "prepare_pairs", "code_decoder_loss",
            "new_decoder", "train_code_decoder", "run_code_decoder", "STAGES", "WEIGHTS_FILE"]
@@ -257,7 +259,7 @@ def compare(config: CodeDecoderRunConfig, run_config, corpus, models, decoder: C
         "decision": {"mel_decoder": "code decoder" if wins else "codebook",
                      "rule": "the code decoder wins when its DTW distance is lower and its word-swap accuracy is "
                              "not, on the sentence test and on the paragraph test"},
-        "training": _training_summary(out / "train"),
+        "training": training_summary(out / "train"),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     (out / "comparison.json").write_text(json.dumps(_finite(result), indent=1))
@@ -274,17 +276,6 @@ def _finite(value):
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return None if isinstance(value, float) and value != value else value
-
-
-def _measures(summary: dict) -> dict:
-    return {"distance": round(summary["distance"], 4),
-            "distance_over_baseline": round(summary["distance"] / summary["baseline"], 4),
-            "ceiling": round(summary["ceiling"], 4), "swap_accuracy": round(summary["swap_accuracy"], 4),
-            # None where the test has no unseen-word split (the paragraphs mix both)
-            "swap_accuracy_unseen": (round(summary["per_split"]["unseen"]["swap_accuracy"], 4)
-                                     if "unseen" in summary["per_split"] else None),
-            "speaker_accuracy": round(summary["speaker_accuracy"], 4),
-            "speaker_ceiling": round(summary["speaker_ceiling"], 4)}
 
 
 def record_in_model_set(model_dir: Path, decoder: CodeDecoder, result: dict, config: CodeDecoderRunConfig) -> None:
@@ -311,24 +302,12 @@ def record_in_model_set(model_dir: Path, decoder: CodeDecoder, result: dict, con
                                 "tortoise_lab.train codedecoder"),
         "config": result["decoder"]["config"], "parameters": result["decoder"]["parameters"],
         "weights": "fp16" if config.export_fp16 else "fp32",
-        **{test: {name: _measures(s) for name, s in result[test].items()}
+        **{test: {name: summary_measures(s) for name, s in result[test].items()}
            for test in ("sentence_test", "griffin_lim_heard", "paragraph_test")},
         "decision": result["decision"], "training": result["training"], "timings_s": result["timings_s"],
     }
     with atomic_path(manifest_path) as scratch:
         scratch.write_text(json.dumps(manifest, indent=1))
-
-
-def _training_summary(folder: Path) -> dict:
-    import csv
-
-    from tortoise_lab.train.loop import checkpoint_state
-
-    rows = list(csv.DictReader((folder / "loss.csv").open())) if (folder / "loss.csv").is_file() else []
-    state = checkpoint_state(folder) or {}
-    return {"steps": state.get("step", 0), "first_loss": float(rows[0]["loss"]) if rows else None,
-            "final_loss": float(rows[-1]["loss"]) if rows else None,
-            "seconds": state.get("extra", {}).get("seconds")}
 
 
 def comparison_table(result: dict) -> str:

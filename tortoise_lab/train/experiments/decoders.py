@@ -42,7 +42,8 @@ from tortoise_lab.train.experiments.diffusion import (DiffusionTrainConfig, diff
                                                       diffusion_loss, init_for_training, prepare_diffusion_data,
                                                       sample_mel)
 from tortoise_lab.train.experiments.vocoder import VocoderTrainConfig, prepare_vocoder_data, vocoder_loss
-from tortoise_lab.train.loop import LoopConfig, checkpoint_state, latest_step, load_checkpoint, train_loop
+from tortoise_lab.train.evaluate import summary_measures
+from tortoise_lab.train.loop import LoopConfig, latest_step, load_checkpoint, train_loop, training_summary
 
 __all__ = ["DecoderRunConfig", "run_decoders", "STAGES"]
 
@@ -254,7 +255,7 @@ def compare(config: DecoderRunConfig, context: _Context) -> dict:
         "mel_decoders": mel_summaries, "vocoders": audio_summaries, "copy_synthesis": copy_synthesis,
         "decision": {"mel_decoder": best_mel, "vocoder": best_vocoder,
                      "rule": "a candidate wins when its DTW distance is lower and its word-swap accuracy is not"},
-        "training": {stage: _training_summary(out / stage) for stage in ("diffusion", "vocoder")},
+        "training": {stage: training_summary(out / stage) for stage in ("diffusion", "vocoder")},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     (out / "comparison.json").write_text(json.dumps(result, indent=1))
@@ -310,14 +311,6 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
-def _measures(summary: dict) -> dict:
-    return {"distance": round(summary["distance"], 4),
-            "distance_over_baseline": round(summary["distance"] / summary["baseline"], 4),
-            "ceiling": round(summary["ceiling"], 4), "swap_accuracy": round(summary["swap_accuracy"], 4),
-            "swap_accuracy_unseen": round(summary["per_split"]["unseen"]["swap_accuracy"], 4),
-            "speaker_accuracy": round(summary["speaker_accuracy"], 4)}
-
-
 def record_in_manifest(model_dir: Path, result: dict) -> None:
     """Add the comparison (command, measures per chain, decision) to the model set's manifest. The set ships the
     code book and Griffin-Lim; a decision for a trained network is refused here, as its weights are not part of
@@ -335,24 +328,13 @@ def record_in_manifest(model_dir: Path, result: dict) -> None:
     config = DecoderRunConfig(**{**result["config"], "record": False})
     manifest["decoder_comparison"] = {
         "command": command_line(config, "tortoise_lab.train decoders"),
-        "mel_decoders": {name: _measures(s) for name, s in result["mel_decoders"].items()},
-        "vocoders": {name: _measures(s) for name, s in result["vocoders"].items()},
+        "mel_decoders": {name: summary_measures(s) for name, s in result["mel_decoders"].items()},
+        "vocoders": {name: summary_measures(s) for name, s in result["vocoders"].items()},
         "copy_synthesis": {name: round(d, 4) for name, d in result["copy_synthesis"].items()},
         "decision": decision, "training": result["training"], "timings_s": result["timings_s"],
     }
     with atomic_path(manifest_path) as scratch:
         scratch.write_text(json.dumps(manifest, indent=1))
-
-
-def _training_summary(folder: Path) -> dict:
-    """Steps, first and last logged loss and training seconds of a stage (from its loss log and checkpoint)."""
-    import csv
-
-    rows = list(csv.DictReader((folder / "loss.csv").open())) if (folder / "loss.csv").is_file() else []
-    state = checkpoint_state(folder) or {}
-    return {"steps": state.get("step", 0), "first_loss": float(rows[0]["loss"]) if rows else None,
-            "final_loss": float(rows[-1]["loss"]) if rows else None,
-            "seconds": state.get("extra", {}).get("seconds")}
 
 
 def comparison_table(result: dict) -> str:
