@@ -42,6 +42,20 @@ def dataclass_parser(cls, prog: str, description: str) -> argparse.ArgumentParse
     return parser
 
 
+def dataclass_main(cls, prog: str, description: str, run, table, argv: list[str] | None) -> int:
+    """An experiment's command line: flags from the dataclass ``cls``, ``run(config)`` -> result or None, and
+    ``table(result)`` printed. A ValueError or FileNotFoundError is one line on stderr and exit 2."""
+    config = cls(**vars(dataclass_parser(cls, prog, description).parse_args(argv)))
+    try:
+        result = run(config)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(table(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     return dataclass_parser(TrainConfig, "python -m tortoise_lab.train",
                             "Train the embedded TorToiSe-shaped model (resumable: re-run the same command to continue). "

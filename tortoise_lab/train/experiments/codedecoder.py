@@ -21,7 +21,6 @@ Two stages, each written into ``out_dir`` and skipped (or resumed) when its outp
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -350,19 +349,10 @@ def run_code_decoder(config: CodeDecoderRunConfig) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tortoise_lab.train.__main__ import dataclass_parser
+    from tortoise_lab.train.__main__ import dataclass_main
 
-    parser = dataclass_parser(CodeDecoderRunConfig, "python -m tortoise_lab.train codedecoder",
-                              __doc__.split("\n\n")[0])
-    config = CodeDecoderRunConfig(**vars(parser.parse_args(argv)))
-    try:
-        result = run_code_decoder(config)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if result is not None:
-        print(comparison_table(result))
-    return 0
+    return dataclass_main(CodeDecoderRunConfig, "python -m tortoise_lab.train codedecoder",
+                          __doc__.split("\n\n")[0], run_code_decoder, comparison_table, argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ and ``vocoder.py`` beside it.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -375,18 +374,10 @@ def run_decoders(config: DecoderRunConfig) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tortoise_lab.train.__main__ import dataclass_parser
+    from tortoise_lab.train.__main__ import dataclass_main
 
-    parser = dataclass_parser(DecoderRunConfig, "python -m tortoise_lab.train decoders", __doc__.split("\n\n")[0])
-    config = DecoderRunConfig(**vars(parser.parse_args(argv)))
-    try:
-        result = run_decoders(config)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if result is not None:
-        print(comparison_table(result))
-    return 0
+    return dataclass_main(DecoderRunConfig, "python -m tortoise_lab.train decoders", __doc__.split("\n\n")[0],
+                          run_decoders, comparison_table, argv)
 
 
 if __name__ == "__main__":
