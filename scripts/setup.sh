@@ -11,6 +11,14 @@ PYTHON=${PYTHON:-python3}
 PIP_FLAGS="-q --disable-pip-version-check -c constraints.txt"
 
 if [ ! -x .venv/bin/python ]; then
+  # The environment takes about 7 GB (torch's CUDA wheels); pip fails half-way with "No space left on device"
+  # where it does not fit, so say so before starting.
+  need_gb=${TORTOISE_LAB_SETUP_MIN_GB:-9}
+  free_gb=$(( $(df -Pk . | awk 'NR == 2 {print $4}') / 1048576 ))
+  if [ "$free_gb" -lt "$need_gb" ]; then
+    echo "Set-up needs about $need_gb GB free here for .venv/ and has $free_gb GB: free some space and run it again." >&2
+    exit 1
+  fi
   "$PYTHON" -m venv .venv
 fi
 # torch first and alone: it is the big one, and deepspeed's build needs it importable (no build isolation), so

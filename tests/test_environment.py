@@ -1,7 +1,10 @@
 """The install recipes agree: pyproject.toml's ranges, constraints.txt's tested pins, scripts/setup.sh's order and
 environment.yml (for conda users), and the README's conda commands."""
 
+import os
 import re
+import shutil
+import subprocess
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -132,3 +135,16 @@ def test_the_readme_gives_the_same_conda_steps():
     for command in ("conda env create -f environment.yml", "conda activate tortoise-lab", DEEPSPEED_COMMAND,
                     KERNEL_COMMAND):
         assert command in readme, f"README.md should show `{command}` (environment.yml's steps for conda users)"
+
+
+def test_setup_refuses_to_start_without_the_disk_space_it_needs(tmp_path):
+    """A disk too full for the environment is said before pip starts (not "No space left on device" half-way),
+    with a non-zero exit and no .venv/ left behind."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "setup.sh", tmp_path / "scripts" / "setup.sh")
+    result = subprocess.run(["bash", str(tmp_path / "scripts" / "setup.sh")], capture_output=True, text=True,
+                            env={**os.environ, "TORTOISE_LAB_SETUP_MIN_GB": "1000000"}, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Set-up needs about 1000000 GB free here for .venv/ and has "), result.stderr
+    assert "free some space and run it again." in result.stderr
+    assert not (tmp_path / ".venv").exists()
