@@ -322,10 +322,15 @@ def test_run_training_end_to_end_and_cli(tmp_path):
     # The shipped folder evaluates on the run's held-out sentences as the run itself did.
     from tortoise_lab.train.experiments.crosseval import main as crosseval
 
-    assert crosseval(["--model-dir", str(folder), "--run", str(tmp_path / "run"), "--out", str(tmp_path / "x.json")]) == 0
+    assert crosseval(["--model-dir", str(folder), "--run", str(tmp_path / "run"), "--out", str(tmp_path / "x.json"),
+                      "--samples-dir", str(tmp_path / "crossed")]) == 0
     crossed = json.loads((tmp_path / "x.json").read_text())
     assert [u["text"] for u in crossed["utterances"]] == [u["text"] for u in result.evaluation["utterances"]]
     assert crossed["summary"]["count"] == 2
+    # ... and speaks the same sentences as the run's samples, through the set's own mel decoder.
+    crossed_samples = json.loads((tmp_path / "crossed" / "samples.json").read_text())
+    assert [s["text"] for s in crossed_samples] == [s["text"] for s in samples]
+    assert all((tmp_path / "crossed" / s["ours"]).stat().st_size > 1000 for s in crossed_samples)
     # The paragraph test: the four held-out sentences make one paragraph, spoken chunk by chunk.
     from tortoise_lab.train.experiments.paragraphs import main as paragraphs
 

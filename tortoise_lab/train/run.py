@@ -211,7 +211,8 @@ def run_training(config: TrainConfig) -> TrainResult:
         (out / "eval.json").write_text(json.dumps(evaluation, indent=1))
         timings["evaluation_s"] = time.perf_counter() - clock
     if config.samples:
-        write_samples(out / "samples", model, quantizer, corpus, data, tokenizer, config.samples)
+        write_samples(out / "samples", model, quantizer, corpus, data.cond_pool, data.config.cond_clips, tokenizer,
+                      config.samples)
     (out / TIMINGS_FILE).write_text(json.dumps(timings, indent=1))
     measured = [train_indices[i] for i in profile_indices(len(train_indices))]
     speech = speech_profile([corpus.texts[i] for i in measured], [corpus.audio[i] for i in measured])
@@ -233,11 +234,12 @@ def _previous_timings(out: Path) -> dict[str, float]:
     return {}
 
 
-def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer, corpus, data, tokenizer,
-                  count: int) -> list[dict]:
-    """Greedy outputs for ``count`` held-out sentences (alternating the two held-out splits, different voices):
-    ``NN.wav`` (ours, 24 kHz), ``NN-espeak.wav`` (the rendering, 22.05 kHz), ``spectrograms.png`` (each pair)
-    and ``samples.json`` (text, split, voice, files)."""
+def write_samples(folder: Path, model: UnifiedVoice, mel_decoder, corpus, cond_pool: dict[int, torch.Tensor],
+                  cond_clips: int, tokenizer, count: int) -> list[dict]:
+    """Greedy outputs for ``count`` held-out sentences (alternating the two held-out splits, different voices),
+    their codes decoded by ``mel_decoder`` (the code book, or a code decoder) and Griffin-Lim: ``NN.wav`` (ours,
+    24 kHz), ``NN-espeak.wav`` (the rendering, 22.05 kHz), ``spectrograms.png`` (each pair) and ``samples.json``
+    (text, split, voice, files). Each voice is conditioned on the first ``cond_clips`` clips of its pool."""
     from tortoise_lab.audio import INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE, save_audio
     from tortoise_lab.tools.compare import plot_spectrogram
     from tortoise_lab.stages.decode import codes_audio
@@ -254,9 +256,9 @@ def write_samples(folder: Path, model: UnifiedVoice, quantizer: KMeansQuantizer,
     rows, audio = [], []
     for n, index in enumerate(chosen, start=1):
         voice_id = corpus.voice_ids[index]
-        cond = model.conditioning_latent(data.cond_pool[voice_id][:data.config.cond_clips].float().unsqueeze(0))
+        cond = model.conditioning_latent(cond_pool[voice_id][:cond_clips].float().unsqueeze(0))
         codes, stopped = draw_until_stop(model, cond, tokenizer.model_ids(corpus.texts[index]).unsqueeze(0))
-        wav = codes_audio(quantizer, codes)
+        wav = codes_audio(mel_decoder, codes)
         ours, theirs = f"{n:02d}.wav", f"{n:02d}-espeak.wav"
         save_audio(folder / ours, wav, OUTPUT_SAMPLE_RATE, subtype="PCM_16")
         save_audio(folder / theirs, corpus.wav(index), INPUT_SAMPLE_RATE, subtype="PCM_16")
