@@ -19,6 +19,7 @@ from tortoise_lab.tools.bench.configs import (CONFIGS, DEFAULT_CONFIGS, DEFAULT_
                                               REF_WORKER, REPO, UPSTREAM_TTS_SETTINGS, WEIGHT_FILES,
                                               WEIGHTS_SEED, WEIGHTS_STAMP, BenchOptions)
 from tortoise_lab.tools.bench.report import write_reports
+from tortoise_lab.tools.bench.weights import weights_folder
 
 __all__ = ["run_benchmark", "ensure_weights", "upstream_model_kwargs", "reference_python", "reference_env",
            "write_clips"]
@@ -79,16 +80,11 @@ def upstream_model_kwargs(size: str) -> dict:
     }
 
 
-def default_weights_dir() -> Path:
-    from tortoise_lab.assets import data_dir
-
-    return data_dir() / "bench-weights"
-
-
 def ensure_weights(size: str, weights_dir: Path | None = None, seed: int = WEIGHTS_SEED,
                    log: Callable[[str], None] = print) -> Path:
-    """The folder of shared random weights for ``size``, made by the reference environment on first use."""
-    folder = Path(weights_dir or default_weights_dir()) / f"{size}-seed{seed}"
+    """The folder of shared random weights for ``size``, made by the reference environment on first use (or before,
+    by ours: ``weights.make_weights``)."""
+    folder = weights_folder(size, weights_dir, seed)
     stamp = folder / WEIGHTS_STAMP
     if stamp.is_file() and all((folder / name).is_file() for name in WEIGHT_FILES):
         return folder
