@@ -19,7 +19,7 @@ from tortoise_lab.tools.bench.configs import (CONFIGS, DEFAULT_CONFIGS, DEFAULT_
                                               REF_WORKER, REPO, UPSTREAM_TTS_SETTINGS, WEIGHT_FILES,
                                               WEIGHTS_SEED, WEIGHTS_STAMP, BenchOptions)
 from tortoise_lab.tools.bench.report import write_reports
-from tortoise_lab.tools.bench.weights import weights_folder
+from tortoise_lab.tools.bench.weights import weights_complete, weights_folder
 
 __all__ = ["run_benchmark", "ensure_weights", "upstream_model_kwargs", "reference_python", "reference_env",
            "write_clips"]
@@ -85,8 +85,7 @@ def ensure_weights(size: str, weights_dir: Path | None = None, seed: int = WEIGH
     """The folder of shared random weights for ``size``, made by the reference environment on first use (or before,
     by ours: ``weights.make_weights``)."""
     folder = weights_folder(size, weights_dir, seed)
-    stamp = folder / WEIGHTS_STAMP
-    if stamp.is_file() and all((folder / name).is_file() for name in WEIGHT_FILES):
+    if weights_complete(folder):
         return folder
     python = reference_python()
     if not python.exists():
@@ -101,8 +100,8 @@ def ensure_weights(size: str, weights_dir: Path | None = None, seed: int = WEIGH
     done = subprocess.run([str(python), str(REF_WORKER), "weights", str(spec_path)], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"Making the benchmark weights failed:\n{done.stderr[-4000:]}")
-    stamp.write_text(json.dumps({"size": size, "seed": seed, "files": list(WEIGHT_FILES),
-                                 "made_by": "benchmarks/ref_bench.py weights"}, indent=1))
+    (folder / WEIGHTS_STAMP).write_text(json.dumps({"size": size, "seed": seed, "files": list(WEIGHT_FILES),
+                                                    "made_by": "benchmarks/ref_bench.py weights"}, indent=1))
     return folder
 
 

@@ -23,7 +23,7 @@ import torch
 
 from tortoise_lab.tools.bench.configs import WEIGHT_FILES, WEIGHTS_SEED, WEIGHTS_STAMP
 
-__all__ = ["make_weights", "weights_folder", "randomize_"]
+__all__ = ["make_weights", "weights_folder", "weights_complete", "randomize_"]
 
 MADE_BY = "tortoise_lab.tools.bench.weights"
 
@@ -35,6 +35,11 @@ def weights_folder(size: str, weights_dir: Path | None = None, seed: int = WEIGH
 
         weights_dir = data_dir() / "bench-weights"
     return Path(weights_dir) / f"{size}-seed{seed}"
+
+
+def weights_complete(folder: Path) -> bool:
+    """Whether ``folder`` holds every weight file and the stamp written after them (a finished set)."""
+    return (folder / WEIGHTS_STAMP).is_file() and all((folder / name).is_file() for name in WEIGHT_FILES)
 
 
 def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -77,7 +82,7 @@ def make_weights(size: str, weights_dir: Path | None = None, seed: int = WEIGHTS
     from tortoise_lab.model_set import random_models
 
     folder = weights_folder(size, weights_dir, seed)
-    if (folder / WEIGHTS_STAMP).is_file() and all((folder / name).is_file() for name in WEIGHT_FILES):
+    if weights_complete(folder):
         return folder
     log(f"Making random {size} weights in {folder} with our networks (no reference environment needed)...")
     models = random_models(size, seed)

@@ -32,6 +32,7 @@ from tortoise_lab.audio import OUTPUT_SAMPLE_RATE, normalize_univnet_mel
 from tortoise_lab.models.code_decoder import CodeDecoder, CodeDecoderConfig
 from tortoise_lab.models.quantizer import KMeansQuantizer, code_mel, stack_frames, unstack_frames
 from tortoise_lab.train.evaluate import summary_measures
+from tortoise_lab.train.experiments import chosen_stages
 from tortoise_lab.train.loop import (LoopConfig, latest_step, load_checkpoint, step_generator, train_loop,
                                   training_summary)
 
@@ -64,11 +65,7 @@ class CodeDecoderRunConfig:
     progress: bool = True  # tqdm progress bars
 
     def stage_list(self) -> list[str]:
-        stages = [s for s in self.stages.split(",") if s]
-        unknown = [s for s in stages if s not in STAGES]
-        if unknown:
-            raise ValueError(f"Unknown stage {unknown[0]!r}. Available: {', '.join(STAGES)}.")
-        return stages
+        return chosen_stages(self.stages, STAGES)
 
     def loop_config(self) -> LoopConfig:
         return LoopConfig(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps, checkpoint_every=250,

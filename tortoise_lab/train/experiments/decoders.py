@@ -37,6 +37,7 @@ from tortoise_lab.models.quantizer import code_mel
 from tortoise_lab.models.vocoder import UnivNetGenerator
 from tortoise_lab.text import Tokenizer
 from tortoise_lab.train.ar import ARConfig, conditioning_pool
+from tortoise_lab.train.experiments import chosen_stages
 from tortoise_lab.train.experiments.diffusion import (DiffusionTrainConfig, diffusion_conditioning_pool,
                                                       diffusion_loss, init_for_training, prepare_diffusion_data,
                                                       sample_mel)
@@ -78,11 +79,7 @@ class DecoderRunConfig:
     progress: bool = True  # tqdm progress bars
 
     def stage_list(self) -> list[str]:
-        stages = [s for s in self.stages.split(",") if s]
-        unknown = [s for s in stages if s not in STAGES]
-        if unknown:
-            raise ValueError(f"Unknown stage {unknown[0]!r}. Available: {', '.join(STAGES)}.")
-        return stages
+        return chosen_stages(self.stages, STAGES)
 
     def guidance(self) -> list[float]:
         return [float(k) for k in self.cond_free_k.split(",") if k]
