@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from tests.support.weights import seeded
 from tortoise_lab.config import DEFAULT_BATCH_SIZE, InferenceOptions
-from tortoise_lab.fast import (DEEPSPEED_NEEDS_CUDA, DeepSpeedDecoder, autocast_context, compile_decode_step,
+from tortoise_lab.fast import (DEEPSPEED_NEEDS_CUDA, DeepSpeedDecoder, deepspeed_off_cuda_note, autocast_context, compile_decode_step,
                                deepspeed_available, deepspeed_decoder, half_dtype, half_precision_note,
                                prepack_available, prepack_linears)
 from tortoise_lab.fast.prepack import PackedLinear
@@ -168,6 +168,14 @@ def test_deepspeed_wrapper_refuses_cleanly_on_cpu(model):
         deepspeed_decoder(model)
 
 
+def test_a_cpu_run_on_a_gpu_machine_says_where_it_runs_instead_of_asking_for_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert deepspeed_off_cuda_note("cpu") == DEEPSPEED_NEEDS_CUDA
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert deepspeed_off_cuda_note("cpu") == ("DeepSpeed inference runs on CUDA but this run is on cpu; "
+                                              "running the PyTorch decoder instead.")
+
+
 @pytest.fixture
 def deepspeed_reference_ops(monkeypatch):
     """Make DeepSpeed's v1 inference layers run on its pure-PyTorch fallback ops, on CPU.
@@ -268,7 +276,7 @@ def test_every_combination_gives_the_same_codes_on_cpu(model, prompt, eager_code
     assert decoder.model is prepack_linears(model, DEFAULT_BATCH_SIZE) and decoder.decode_step is decode_one_token
     assert decoder.used == {"device": "cpu", "kv_cache": kv_cache, "dtype": "float32", "deepspeed": False,
                             "compile": False, "int8": False, "prepack": True}
-    expected_notes = ([half_precision_note("cpu")] if half else []) + ([DEEPSPEED_NEEDS_CUDA] if deepspeed else [])
+    expected_notes = ([half_precision_note("cpu")] if half else []) + ([deepspeed_off_cuda_note("cpu")] if deepspeed else [])
     assert notes == expected_notes
 
 
@@ -278,7 +286,7 @@ def test_all_flags_on_cpu_compile_and_say_what_was_not_used(model, prompt, eager
     assert decoder.used["compile"] and decoder.decode_step is not decode_one_token
     # a compiled CPU graph takes plain weights: the compiled step decodes the model itself, not a packed copy
     assert decoder.model is model and not decoder.used["prepack"]
-    assert notes == [half_precision_note("cpu"), DEEPSPEED_NEEDS_CUDA]
+    assert notes == [half_precision_note("cpu"), deepspeed_off_cuda_note("cpu")]
     assert torch.equal(decoder.generate(*prompt, MEL_TOKENS, **GREEDY), eager_codes)
 
 

@@ -8,11 +8,11 @@ in plain sentences, which were asked for but not used and why.
 
 from tortoise_lab.fast.compile import COMPILED_CACHE_BUCKET, compile_decode_step
 from tortoise_lab.fast.deepspeed import (DEEPSPEED_NEEDS_CUDA, PYTORCH_INSTEAD, DeepSpeedDecoder, deepspeed_available,
-                                         deepspeed_decoder)
+                                         deepspeed_decoder, deepspeed_off_cuda_note)
 from tortoise_lab.fast.half import autocast_context, half_dtype, half_precision_note
 from tortoise_lab.fast.int8 import INT8_CPU_ONLY, quantize_int8
 from tortoise_lab.fast.prepack import prepack_available, prepack_linears
 
 __all__ = ["COMPILED_CACHE_BUCKET", "compile_decode_step", "DEEPSPEED_NEEDS_CUDA", "PYTORCH_INSTEAD",
-           "DeepSpeedDecoder", "deepspeed_available", "deepspeed_decoder", "autocast_context", "half_dtype",
-           "half_precision_note", "INT8_CPU_ONLY", "quantize_int8", "prepack_available", "prepack_linears"]
+           "DeepSpeedDecoder", "deepspeed_available", "deepspeed_decoder", "deepspeed_off_cuda_note",
+           "autocast_context", "half_dtype", "half_precision_note", "INT8_CPU_ONLY", "quantize_int8", "prepack_available", "prepack_linears"]

@@ -11,7 +11,7 @@ from torch import nn
 
 from tortoise_lab.models.gpt import UnifiedVoice
 
-__all__ = ["DEEPSPEED_NEEDS_CUDA", "PYTORCH_INSTEAD", "deepspeed_available", "deepspeed_decoder", "DeepSpeedDecoder"]
+__all__ = ["DEEPSPEED_NEEDS_CUDA", "PYTORCH_INSTEAD", "deepspeed_available", "deepspeed_off_cuda_note", "deepspeed_decoder", "DeepSpeedDecoder"]
 
 DEEPSPEED_NEEDS_CUDA = "DeepSpeed inference needs a CUDA GPU; running the PyTorch decoder instead."
 PYTORCH_INSTEAD = "running the PyTorch decoder instead."
@@ -21,6 +21,14 @@ PYTORCH_INSTEAD = "running the PyTorch decoder instead."
 _KERNEL_SUFFIX = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 _LAYER_KERNELS = ("allocate_workspace", "qkv_gemm", "softmax_context", "vector_matmul", "mlp_gemm",
                   "residual_add_bias")
+
+
+def deepspeed_off_cuda_note(device_type: str) -> str:
+    """Why DeepSpeed does not decode a run on ``device_type`` (anything but "cuda"): on a machine without CUDA it
+    needs a GPU; on a GPU machine the run was put elsewhere (a pinned device), which is worth saying differently."""
+    if not torch.cuda.is_available():
+        return DEEPSPEED_NEEDS_CUDA
+    return f"DeepSpeed inference runs on CUDA but this run is on {device_type}; {PYTORCH_INSTEAD}"
 
 
 def deepspeed_available() -> tuple[bool, str]:

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from tortoise_lab.config import DEFAULT_BATCH_SIZE, InferenceOptions, Settings
 from tortoise_lab.device import choose_device
-from tortoise_lab.fast import (PYTORCH_INSTEAD, DEEPSPEED_NEEDS_CUDA, INT8_CPU_ONLY, DeepSpeedDecoder,
-                               compile_decode_step, deepspeed_available, deepspeed_decoder, half_dtype,
+from tortoise_lab.fast import (PYTORCH_INSTEAD, INT8_CPU_ONLY, DeepSpeedDecoder, compile_decode_step,
+                               deepspeed_available, deepspeed_decoder, deepspeed_off_cuda_note, half_dtype,
                                half_precision_note, prepack_available, prepack_linears, quantize_int8)
 from tortoise_lab.fast.half import autocast_to
 from tortoise_lab.fast.compile import COMPILED_CACHE_BUCKET
@@ -361,10 +361,8 @@ def prepacked_if_asked(model: UnifiedVoice, options: InferenceOptions, device: t
 
 def _deepspeed_refusal(device: torch.device, kv_cache: bool) -> str | None:
     """Why DeepSpeed won't decode this run, or None when it will; cheap reasons before the kernel load."""
-    if not torch.cuda.is_available():
-        return DEEPSPEED_NEEDS_CUDA
     if device.type != "cuda":
-        return f"DeepSpeed inference runs on CUDA but this run is on {device.type}; {PYTORCH_INSTEAD}"
+        return deepspeed_off_cuda_note(device.type)
     if not kv_cache:
         return f"DeepSpeed decodes with its own KV cache only, and the KV cache is off; {PYTORCH_INSTEAD}"
     available, reason = deepspeed_available()  # may JIT-build the kernels the first time
