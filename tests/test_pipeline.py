@@ -268,3 +268,16 @@ def test_a_prepared_decoder_that_went_stale_is_built_again(monkeypatch):
     stale.add(id(first))  # what building the second DeepSpeed decoder does to the first
     again, _ = tts.prepare(fast)
     assert again is not first and again.options == fast.inference and len(built) == 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none visible to torch)")
+def test_toggling_half_with_deepspeed_on_a_gpu_keeps_speaking(voice):
+    """The real thing the test above mocks: DeepSpeed with half on, off and on again in one session, as a playground
+    user does; each take speaks, and a take with the same options gives the same audio as before."""
+    tts = TextToSpeech(random_models("tiny", seed=0, device="cuda"), progress=False)
+    takes = [speak(tts, voice, deepspeed=True, half=half) for half in (True, False, True, False)]
+    for take in takes:
+        assert take.settings["deepspeed"] and take.wav.isfinite().all() and take.wav.abs().max() > 0
+        assert not any("DeepSpeed" in note for note in take.notes), take.notes  # DeepSpeed ran each time
+    assert torch.equal(takes[0].wav, takes[2].wav) and torch.equal(takes[1].wav, takes[3].wav)
