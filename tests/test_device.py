@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -74,3 +79,27 @@ def test_cuda_index_is_checked(monkeypatch):
     assert choose_device("cuda:1") == torch.device("cuda:1")
     with pytest.raises(ValueError, match="only 2 CUDA device"):
         choose_device("cuda:2")
+
+
+# The CPU-meant tests must be right on a GPU machine too, where they also run (pinned to the CPU by
+# tests/conftest.py). A GPU is seldom lent, so here torch is made to report one that does not exist
+# (tests/support/visible_cuda/sitecustomize.py): a test that still passes took no CUDA-only branch by accident,
+# e.g. asserting the note a machine without CUDA gives. Left out: the GPU tests themselves, and torch.compile and
+# training, where torch's own internals probe the device that is not there.
+REPO = Path(__file__).resolve().parent.parent
+VISIBLE_CUDA = REPO / "tests" / "support" / "visible_cuda"
+CPU_MEANT = ["tests/test_fast.py", "tests/test_pipeline.py", "tests/test_widgets.py", "tests/test_cli.py",
+             "tests/test_bad_inputs.py"]
+
+
+@pytest.mark.slow  # about a minute on 2 CPU cores
+def test_the_cpu_tests_pass_where_torch_sees_a_gpu():
+    check = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                           env={**os.environ, "PYTHONPATH": str(VISIBLE_CUDA)}, capture_output=True, text=True)
+    assert check.stdout.strip() == "True", check.stderr  # the stand-in works
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *CPU_MEANT, "-m", "not gpu and not slow", "-k", "not compile", "-q",
+         "-p", "no:cacheprovider", "-o", "addopts=--import-mode=importlib"],
+        env={**os.environ, "PYTHONPATH": str(VISIBLE_CUDA)}, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-6000:]
+    assert " passed" in done.stdout.splitlines()[-1]
