@@ -122,9 +122,9 @@ CASES = [  # (id, arguments, exit code, words the one sentence contains)
     ("speak -O under a file", speak("-O", "afile/out"), 2, ["afile/out", "afile is a file"]),
     ("speak -o under a file", speak("-o", "afile/x.wav"), 2, ["-o/--output afile/x.wav", "afile is a file"]),
     ("speak -o is a folder", speak("-o", "folder.wav"), 2, ["folder.wav is a folder"]),
-    ("speak -o .mp4", speak("-o", "x.mp4"), 2, ["cannot write audio to x.mp4", ".wav"]),
-    ("speak -o .raw", speak("-o", "x.raw"), 2, ["cannot write audio to x.raw"]),  # libsndfile lists RAW
-    ("speak -o no suffix", speak("-o", "output"), 2, ["cannot write audio to output"]),
+    ("speak -o .mp4", speak("-o", "x.mp4"), 2, ["Cannot write audio to x.mp4", ".wav"]),
+    ("speak -o .raw", speak("-o", "x.raw"), 2, ["Cannot write audio to x.raw"]),  # libsndfile lists RAW
+    ("speak -o no suffix", speak("-o", "output"), 2, ["Cannot write audio to output"]),
     # ------------------------------------------------------------------ read
     ("read empty file", read(file="empty.txt"), 2, ["empty.txt is empty"]),
     ("read whitespace file", read(file="blank.txt"), 2, ["blank.txt is empty"]),

@@ -158,6 +158,11 @@ def test_write_audio_is_exact_and_reproducible_byte_for_byte(tmp_path):
     # No PEAK chunk: libsndfile would put the time of writing in it, so equal audio would differ in bytes.
     assert data == second.read_bytes() and b"PEAK" not in data
     assert torch.equal(load_wav(first)[0], wav)
-    with pytest.raises(ValueError, match="unknown audio suffix"):
-        write_audio(tmp_path / "c.xyz", wav, RATE)
+    for refused in ("c.xyz", "c.raw"):  # libsndfile lists RAW, with no encoding to write it in
+        with pytest.raises(ValueError, match="unknown audio suffix; give it a .wav name"):
+            write_audio(tmp_path / refused, wav, RATE)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav"]
+    import soundfile
+
+    for suffix in (".flac", ".ogg", ".mp3"):  # the others the message names
+        assert soundfile.info(str(write_audio(tmp_path / f"d{suffix}", wav, RATE))).samplerate == RATE

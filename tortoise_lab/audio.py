@@ -31,6 +31,7 @@ __all__ = [
     "OUTPUT_SAMPLE_RATE",
     "CONDITIONING_SAMPLES",
     "growing_wav",
+    "writable_format",
     "DIFFUSION_CONDITIONING_SAMPLES",
     "UNIVNET_MEL_MIN",
     "UNIVNET_MEL_MAX",
@@ -140,6 +141,21 @@ def conform_audio(channels: torch.Tensor, rate: int, sample_rate: int, path: str
     return wav.clamp_(-1, 1)
 
 
+def writable_format(path: str | Path) -> str:
+    """The libsndfile format ``save_audio`` writes ``path`` in, named by its suffix ("WAV", "FLAC", "MP3"...).
+
+    Raises ValueError, in one sentence, for a suffix it cannot write: unknown to libsndfile, or RAW (listed, but
+    with no sample encoding to write it in).
+    """
+    import soundfile
+
+    fmt = Path(path).suffix.lstrip(".").upper()
+    if fmt not in soundfile.available_formats() or soundfile.default_subtype(fmt) is None:
+        raise ValueError(f"Cannot write audio to {path}: unknown audio suffix; give it a .wav name (or .flac, .ogg, "
+                         ".mp3).")
+    return fmt
+
+
 def save_audio(path: str | Path, wav: torch.Tensor, sample_rate: int, subtype: str | None = None) -> Path:
     """Write a (1, N) or (N,) waveform to ``path`` atomically: readers never see a half-written file.
 
@@ -154,9 +170,7 @@ def save_audio(path: str | Path, wav: torch.Tensor, sample_rate: int, subtype: s
         wav = wav[0]
     if wav.dim() != 1:
         raise ValueError(f"save_audio takes a mono waveform of shape (1, N) or (N,), got {tuple(wav.shape)}.")
-    fmt = path.suffix.lstrip(".").upper()
-    if fmt not in soundfile.available_formats():
-        raise ValueError(f"Cannot write {path}: unknown audio suffix; use one of .wav, .flac, .ogg.")
+    fmt = writable_format(path)
     if subtype is None and fmt == "WAV":
         subtype = "FLOAT"
     data = wav.detach().to("cpu", torch.float32).numpy()

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from tortoise_lab.audio import writable_format
 from tortoise_lab.cli.common import (CliError, check_output_file, check_output_folder,
                                      check_pronounceable, list_voices, open_models, play, print_notes, raw_player,
                                      read_text_file, say, settings_from_args, tokenizer, voice_specs)
@@ -67,12 +68,10 @@ def speak_text(args: argparse.Namespace) -> str:
 
 
 def _check_audio_suffix(path: Path) -> None:
-    import soundfile
-
-    fmt = path.suffix.lstrip(".").upper()
-    # RAW is a format libsndfile lists but cannot write without a sample encoding chosen for it.
-    if fmt not in soundfile.available_formats() or soundfile.default_subtype(fmt) is None:
-        raise CliError(f"cannot write audio to {path}: give it a .wav (or .flac, .ogg) name.")
+    try:
+        writable_format(path)
+    except ValueError as error:
+        raise CliError(str(error)) from None
 
 
 def _synthesise(tts, text: str, voice, seed: int, settings, args: argparse.Namespace, wav: Path):
