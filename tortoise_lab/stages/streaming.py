@@ -63,7 +63,13 @@ def _sources(first: int, last: int, scale_factor: float, input_len: int):
 
 
 def _blend(x: torch.Tensor, i0, i1, w0, w1) -> torch.Tensor:
-    """x (C, n) -> (C, len(i0)): x[i0] * w0 + x[i1] * w1, the first product fused into the sum as the kernel does."""
+    """x (C, n) -> (C, len(i0)): x[i0] * w0 + x[i1] * w1, the first product fused into the sum as the kernel does.
+
+    The fused sum is emulated in float64, which Apple's MPS does not have: there it is computed on the CPU (a piece's
+    latents, a few hundred kilobytes) and moved back.
+    """
+    if x.device.type == "mps":
+        return _blend(x.cpu(), i0, i1, w0, w1).to(x.device)
     w0, w1 = w0.to(x.device), w1.to(x.device)
     return ((x[:, i1] * w1).double() + x[:, i0].double() * w0.double()).float()
 
