@@ -144,15 +144,22 @@ def _split_summary(results: list[UtteranceResult]) -> dict[str, float]:
         "stop_rate": float(np.mean([r.stopped for r in results])),
         "length_ratio_mean": float(np.mean([r.length_ratio for r in results])),
         "length_ratio_correlation": correlation,
-        "distance": float(np.nanmean([r.distance for r in results])),
-        "baseline": float(np.nanmean([r.baseline for r in results])),
-        "ceiling": float(np.nanmean([r.ceiling for r in results])),
+        "distance": _mean_known([r.distance for r in results]),
+        "baseline": _mean_known([r.baseline for r in results]),
+        "ceiling": _mean_known([r.ceiling for r in results]),
         "swap_accuracy": float(np.mean(swaps)) if swaps else float("nan"),
         "speaker_accuracy": _share([r.speaker_correct for r in results]),
         "speaker_ceiling": _share([r.speaker_ceiling_correct for r in results]),
         "speaker_accuracy_encoder": _share([r.encoder_speaker_correct for r in results]),
         "speaker_ceiling_encoder": _share([r.encoder_speaker_ceiling_correct for r in results]),
     }
+
+
+def _mean_known(values: list[float]) -> float:
+    """The mean of the values that were measured (not NaN), or NaN when none was (e.g. no baseline: one sentence
+    a voice), without numpy's warning about an empty mean."""
+    known = [v for v in values if v == v]
+    return float(np.mean(known)) if known else float("nan")
 
 
 def _share(flags: list[bool | None]) -> float:
