@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 from tests.support.weights import seeded
 from tortoise_lab.config import DEFAULT_BATCH_SIZE, InferenceOptions
-from tortoise_lab.fast import (DEEPSPEED_NEEDS_CUDA, DeepSpeedDecoder, deepspeed_off_cuda_note, autocast_context, compile_decode_step,
-                               deepspeed_available, deepspeed_decoder, half_dtype, half_precision_note,
-                               prepack_available, prepack_linears)
+from tortoise_lab.fast import (DEEPSPEED_NEEDS_CUDA, DeepSpeedDecoder, autocast_context, compile_decode_step,
+                               deepspeed_available, deepspeed_decoder, deepspeed_off_cuda_note, half_dtype,
+                               half_precision_note, prepack_available, prepack_linears)
 from tortoise_lab.fast.prepack import PackedLinear
 from tortoise_lab.models import gpt as gpt_module
 from tortoise_lab.models.gpt import GPTConfig, UnifiedVoice
@@ -276,7 +276,8 @@ def test_every_combination_gives_the_same_codes_on_cpu(model, prompt, eager_code
     assert decoder.model is prepack_linears(model, DEFAULT_BATCH_SIZE) and decoder.decode_step is decode_one_token
     assert decoder.used == {"device": "cpu", "kv_cache": kv_cache, "dtype": "float32", "deepspeed": False,
                             "compile": False, "int8": False, "prepack": True}
-    expected_notes = ([half_precision_note("cpu")] if half else []) + ([deepspeed_off_cuda_note("cpu")] if deepspeed else [])
+    expected_notes = (([half_precision_note("cpu")] if half else [])
+                      + ([deepspeed_off_cuda_note("cpu")] if deepspeed else []))
     assert notes == expected_notes
 
 

@@ -67,13 +67,6 @@ def speak_text(args: argparse.Namespace) -> str:
     return text.strip()
 
 
-def _check_audio_suffix(path: Path) -> None:
-    try:
-        writable_format(path)
-    except ValueError as error:
-        raise CliError(str(error)) from None
-
-
 def _synthesise(tts, text: str, voice, seed: int, settings, args: argparse.Namespace, wav: Path):
     """The Speech of one voice: ``tts.tts``, or with --stream ``tts.stream``, its pieces appended to ``wav`` and
     played (--play) as they come."""
@@ -109,7 +102,7 @@ def cmd_speak(args: argparse.Namespace) -> int:
         if len(specs) > 1 or settings.candidates > 1:
             raise CliError("-o/--output names one file, so it takes one voice and one candidate; "
                            "use -O/--output-dir for several.")
-        _check_audio_suffix(Path(args.output))
+        writable_format(args.output)  # a suffix it cannot write is refused before any work (ValueError: exit 2)
         if args.stream and Path(args.output).suffix.lower() != ".wav":
             raise CliError(f"--stream writes a WAV as it grows, so -o/--output needs a .wav name, not {args.output}.")
         check_output_file(args.output, "-o/--output")

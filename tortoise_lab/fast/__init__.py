@@ -15,4 +15,5 @@ from tortoise_lab.fast.prepack import prepack_available, prepack_linears
 
 __all__ = ["COMPILED_CACHE_BUCKET", "compile_decode_step", "DEEPSPEED_NEEDS_CUDA", "PYTORCH_INSTEAD",
            "DeepSpeedDecoder", "deepspeed_available", "deepspeed_decoder", "deepspeed_off_cuda_note",
-           "autocast_context", "half_dtype", "half_precision_note", "INT8_CPU_ONLY", "quantize_int8", "prepack_available", "prepack_linears"]
+           "autocast_context", "half_dtype", "half_precision_note", "INT8_CPU_ONLY", "quantize_int8",
+           "prepack_available", "prepack_linears"]

@@ -11,7 +11,8 @@ from torch import nn
 
 from tortoise_lab.models.gpt import UnifiedVoice
 
-__all__ = ["DEEPSPEED_NEEDS_CUDA", "PYTORCH_INSTEAD", "deepspeed_available", "deepspeed_off_cuda_note", "deepspeed_decoder", "DeepSpeedDecoder"]
+__all__ = ["DEEPSPEED_NEEDS_CUDA", "PYTORCH_INSTEAD", "deepspeed_available", "deepspeed_off_cuda_note",
+           "deepspeed_decoder", "DeepSpeedDecoder"]
 
 DEEPSPEED_NEEDS_CUDA = "DeepSpeed inference needs a CUDA GPU; running the PyTorch decoder instead."
 PYTORCH_INSTEAD = "running the PyTorch decoder instead."

@@ -135,7 +135,6 @@ class EvalSummary:
 
 
 def _split_summary(results: list[UtteranceResult]) -> dict[str, float]:
-    swaps = [r.swap_correct for r in results if r.swap_correct is not None]
     generated = np.array([r.generated_codes for r in results], dtype=float)
     reference = np.array([r.reference_codes for r in results], dtype=float)
     correlation = float(np.corrcoef(generated, reference)[0, 1]) if len(results) > 2 and generated.std() > 0 else float("nan")
@@ -147,23 +146,18 @@ def _split_summary(results: list[UtteranceResult]) -> dict[str, float]:
         "distance": _mean_known([r.distance for r in results]),
         "baseline": _mean_known([r.baseline for r in results]),
         "ceiling": _mean_known([r.ceiling for r in results]),
-        "swap_accuracy": float(np.mean(swaps)) if swaps else float("nan"),
-        "speaker_accuracy": _share([r.speaker_correct for r in results]),
-        "speaker_ceiling": _share([r.speaker_ceiling_correct for r in results]),
-        "speaker_accuracy_encoder": _share([r.encoder_speaker_correct for r in results]),
-        "speaker_ceiling_encoder": _share([r.encoder_speaker_ceiling_correct for r in results]),
+        "swap_accuracy": _mean_known([r.swap_correct for r in results]),
+        "speaker_accuracy": _mean_known([r.speaker_correct for r in results]),
+        "speaker_ceiling": _mean_known([r.speaker_ceiling_correct for r in results]),
+        "speaker_accuracy_encoder": _mean_known([r.encoder_speaker_correct for r in results]),
+        "speaker_ceiling_encoder": _mean_known([r.encoder_speaker_ceiling_correct for r in results]),
     }
 
 
-def _mean_known(values: list[float]) -> float:
-    """The mean of the values that were measured (not NaN), or NaN when none was (e.g. no baseline: one sentence
-    a voice), without numpy's warning about an empty mean."""
-    known = [v for v in values if v == v]
-    return float(np.mean(known)) if known else float("nan")
-
-
-def _share(flags: list[bool | None]) -> float:
-    known = [f for f in flags if f is not None]
+def _mean_known(values: list[float | bool | None]) -> float:
+    """The mean of the values that were measured (None or NaN: not measured; flags count as 0/1: a share), or NaN
+    when none was (e.g. no baseline with one sentence a voice), without numpy's warning about an empty mean."""
+    known = [v for v in values if v is not None and v == v]
     return float(np.mean(known)) if known else float("nan")
 
 
